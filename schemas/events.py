@@ -1,0 +1,303 @@
+"""Event payloads: the contract between services.
+
+Rules every model keeps: frozen, `extra="forbid"`, money in integer cents, shares in basis
+points, ids and pseudonyms only — no beneficiary name, birth date or e-mail, no IBAN.
+Each model names its `TYPE` and `VERSION`; `parse_payload` picks the model from the envelope.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, ClassVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.envelope import Envelope
+
+Cents = Annotated[int, Field(strict=True)]
+PositiveCents = Annotated[int, Field(strict=True, gt=0)]
+BasisPoints = Annotated[int, Field(strict=True, ge=0, le=10_000)]
+TOTAL_BASIS_POINTS = 10_000
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+
+class FunderShare(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    funder_id: UUID
+    share_bp: BasisPoints
+
+
+def _shares_are_whole(funders: tuple[FunderShare, ...]) -> None:
+    if not 1 <= len(funders) <= 6:
+        raise ValueError("a programme has between 1 and 6 funders")
+    if sum(f.share_bp for f in funders) != TOTAL_BASIS_POINTS:
+        raise ValueError("funder shares must sum to exactly 10000 basis points")
+    if len({f.funder_id for f in funders}) != len(funders):
+        raise ValueError("a funder appears twice in the shares")
+
+
+# --- issuer -------------------------------------------------------------------------------
+
+
+class FunderRegistered(Payload):
+    TYPE = "FunderRegistered"
+    funder_id: UUID
+    name: str
+    kind: str
+
+
+class ProgrammeRegistered(Payload):
+    TYPE = "ProgrammeRegistered"
+    programme_id: UUID
+    name: str
+    territory: str
+    face_value_cents: PositiveCents
+    passes_per_booklet: Annotated[int, Field(ge=1, le=100)]
+    valid_from: date
+    valid_until: date
+    grace_days: Annotated[int, Field(ge=0)]
+    learning_paths: tuple[str, ...]
+    funders: tuple[FunderShare, ...]
+
+    @model_validator(mode="after")
+    def _check(self) -> ProgrammeRegistered:
+        _shares_are_whole(self.funders)
+        if self.valid_until < self.valid_from:
+            raise ValueError("valid_until is before valid_from")
+        return self
+
+
+class SiteRegistered(Payload):
+    TYPE = "SiteRegistered"
+    site_id: UUID
+    name: str
+    siret: str
+
+
+class SiteQualificationGranted(Payload):
+    TYPE = "SiteQualificationGranted"
+    site_id: UUID
+    programme_id: UUID
+
+
+class SiteQualificationWithdrawn(Payload):
+    TYPE = "SiteQualificationWithdrawn"
+    site_id: UUID
+    programme_id: UUID
+
+
+class OrderPlaced(Payload):
+    TYPE = "OrderPlaced"
+    order_id: UUID
+    programme_id: UUID
+    booklets: Annotated[int, Field(ge=1)]
+    face_value_total_cents: PositiveCents
+    funder_dues: tuple[FunderDue, ...]
+
+
+class FunderDue(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    funder_id: UUID
+    amount_cents: Cents
+
+
+class FunderPaymentRecorded(Payload):
+    TYPE = "FunderPaymentRecorded"
+    payment_id: UUID
+    order_id: UUID
+    programme_id: UUID
+    funder_id: UUID
+    amount_cents: PositiveCents
+    bank_reference: str
+
+
+class PassIssued(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    pass_id: UUID
+    code: str
+
+
+class BookletActivated(Payload):
+    TYPE = "BookletActivated"
+    booklet_id: UUID
+    order_id: UUID
+    programme_id: UUID
+    face_value_cents: PositiveCents
+    valid_until: date
+    grace_days: Annotated[int, Field(ge=0)]
+    passes: tuple[PassIssued, ...]
+
+
+class PassCancelled(Payload):
+    TYPE = "PassCancelled"
+    pass_id: UUID
+    programme_id: UUID
+    reason: str
+
+
+# --- redemption ---------------------------------------------------------------------------
+
+
+class PassRedeemed(Payload):
+    """A site accepted a pass. Carries the programme's shares in force so that clearing and the
+    auditor need nothing but the redemption log to compute a statement."""
+
+    TYPE = "PassRedeemed"
+    redemption_id: UUID
+    pass_id: UUID
+    site_id: UUID
+    programme_id: UUID
+    window_id: Annotated[int, Field(ge=1)]
+    face_value_cents: PositiveCents
+    funders: tuple[FunderShare, ...]
+    learning_path: str
+    workshop_date: date
+    accepted_at: datetime
+
+
+class RedemptionReversed(Payload):
+    TYPE = "RedemptionReversed"
+    reversal_id: UUID
+    redemption_id: UUID
+    pass_id: UUID
+    site_id: UUID
+    programme_id: UUID
+    window_id: Annotated[int, Field(ge=1)]
+    face_value_cents: PositiveCents
+    funders: tuple[FunderShare, ...]
+    reason: str
+    reversed_at: datetime
+
+
+class WindowClosed(Payload):
+    """Marker published on every partition of the redemptions topic after the window's last event."""
+
+    TYPE = "WindowClosed"
+    window_id: Annotated[int, Field(ge=1)]
+    partition: Annotated[int, Field(ge=0)]
+    partition_count: Annotated[int, Field(ge=1)]
+    opened_at: datetime
+    closed_at: datetime
+    next_window_id: Annotated[int, Field(ge=2)]
+
+
+# --- clearing -----------------------------------------------------------------------------
+
+
+class StatementLine(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    kind: str  # "redemption" | "reversal"
+    ref_id: UUID
+    pass_id: UUID
+    programme_id: UUID
+    amount_cents: Cents
+
+
+class FunderAmount(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    funder_id: UUID
+    amount_cents: Cents
+
+
+class StatementIssued(Payload):
+    TYPE = "StatementIssued"
+    statement_id: UUID
+    window_id: Annotated[int, Field(ge=1)]
+    site_id: UUID
+    period_start: datetime
+    period_end: datetime
+    redemptions: Annotated[int, Field(ge=0)]
+    reversals: Annotated[int, Field(ge=0)]
+    total_cents: Cents
+    funder_amounts: tuple[FunderAmount, ...]
+    lines: tuple[StatementLine, ...]
+    digest: str
+    expected_payout_date: date
+
+
+class FunderStatementIssued(Payload):
+    TYPE = "FunderStatementIssued"
+    funder_statement_id: UUID
+    window_id: Annotated[int, Field(ge=1)]
+    funder_id: UUID
+    amount_cents: Cents
+    statements: Annotated[int, Field(ge=0)]
+    digest: str
+
+
+# --- notifier -----------------------------------------------------------------------------
+
+
+class NotificationDelivered(Payload):
+    TYPE = "NotificationDelivered"
+    notification_id: str
+    statement_id: UUID
+    site_id: UUID
+    channel: str
+    attempts: Annotated[int, Field(ge=1)]
+
+
+class NotificationFailed(Payload):
+    TYPE = "NotificationFailed"
+    notification_id: str
+    statement_id: UUID
+    site_id: UUID
+    channel: str
+    attempts: Annotated[int, Field(ge=1)]
+    reason: str
+
+
+# --- dead letters -------------------------------------------------------------------------
+
+
+class DeadLetterRecorded(Payload):
+    """A message a consumer could not apply. The raw bytes are kept (our own topics carry no
+    personal data) so that it can be inspected and replayed once the cause is fixed."""
+
+    TYPE = "DeadLetterRecorded"
+    consumer: str
+    source_topic: str
+    source_partition: Annotated[int, Field(ge=0)]
+    source_offset: Annotated[int, Field(ge=0)]
+    reason: str
+    raw: str
+
+
+PAYLOAD_MODELS: tuple[type[Payload], ...] = (
+    FunderRegistered,
+    ProgrammeRegistered,
+    SiteRegistered,
+    SiteQualificationGranted,
+    SiteQualificationWithdrawn,
+    OrderPlaced,
+    FunderPaymentRecorded,
+    BookletActivated,
+    PassCancelled,
+    PassRedeemed,
+    RedemptionReversed,
+    WindowClosed,
+    StatementIssued,
+    FunderStatementIssued,
+    NotificationDelivered,
+    NotificationFailed,
+    DeadLetterRecorded,
+)
+REGISTRY: dict[tuple[str, int], type[Payload]] = {(m.TYPE, m.VERSION): m for m in PAYLOAD_MODELS}
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def parse_payload(envelope: Envelope) -> Payload:
+    """The typed payload of an envelope; raises ValueError (a poison message) if it does not fit."""
+    model = REGISTRY.get((envelope.type, envelope.schema_version))
+    if model is None:
+        raise UnknownEventType(f"unknown event type {envelope.type} v{envelope.schema_version}")
+    return model.model_validate(envelope.payload)

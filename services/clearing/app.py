@@ -1,0 +1,40 @@
+"""Bootstrap of the clearing service: `uvicorn services.clearing.app:app`.
+
+One process serves the API and runs the faust worker on the same event loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from faust.contrib.asgi import faust_app_running
+
+from schemas.topics import Topic
+from services.clearing.api import router
+from services.clearing.faust_worker import build_app
+from services.clearing.ledger import LedgerApplier
+from services.common.http import create_app
+from services.common.runtime import Runtime
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def start() -> Runtime:
+    rt = await Runtime.start("clearing", MIGRATIONS)
+    worker = build_app(
+        app_id=f"{rt.kafka.topic_prefix}clearing",
+        bootstrap=rt.kafka.bootstrap_servers,
+        redemptions_topic=rt.topic(Topic.REDEMPTIONS),
+        applier=LedgerApplier(rt),
+    )
+    running = faust_app_running(worker, stop_timeout=15)
+    await running.__aenter__()
+    rt.on_close(lambda: running.__aexit__(None, None, None))
+    return rt
+
+
+app = create_app(
+    "clearing",
+    start,
+    [router],
+    description="Per-site reimbursement ledgers, statements and funder shares.",
+)

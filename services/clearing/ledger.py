@@ -1,0 +1,108 @@
+"""Applies redemption-topic events to the ledgers, a batch per transaction.
+
+A batch's ledger lines, processed-event records, statements and outbox rows commit together;
+faust acknowledges the batch's offsets only after that commit (at-least-once), and the
+processed-event record turns a redelivery into a no-op (invariant 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+import structlog
+from pydantic import ValidationError
+
+from schemas.envelope import Envelope
+from schemas.events import PassRedeemed, Payload, RedemptionReversed, WindowClosed, parse_payload
+from schemas.topics import Topic
+from services.clearing import pg_store
+from services.clearing.domain import statements as core
+from services.common import metrics
+from services.common.dead_letters import Incoming, PoisonMessage, first_line, record_dead_letter
+from services.common.outbox import enqueue
+from services.common.runtime import Runtime
+
+log = structlog.get_logger()
+CONSUMER = "clearing-ledger"
+EVENT_NS = uuid.UUID("a3c1f1e4-55d7-4c8b-9d0e-8f1b2c3d4e5f")
+
+
+class LedgerApplier:
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+
+    async def apply_with_retry(self, batch: Sequence[Incoming]) -> None:
+        # The database being away is not the messages' fault: retry the batch, never skip it.
+        delay = 0.5
+        while True:
+            try:
+                await self.apply(batch)
+                return
+            except Exception:
+                log.exception("clearing failed to apply a batch; retrying", size=len(batch))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def apply(self, batch: Sequence[Incoming]) -> None:
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            pending: list[tuple[core.LedgerLine, int]] = []
+            for message in batch:
+                try:
+                    envelope = Envelope.from_bytes(message.value)
+                    payload = parse_payload(envelope)
+                except (ValidationError, ValueError) as exc:
+                    await self._dead_letter(conn, message, f"unreadable event: {first_line(exc)}")
+                    continue
+                if not await _first_time(conn, envelope.event_id):
+                    continue
+                if isinstance(payload, PassRedeemed | RedemptionReversed):
+                    pending.append((core.ledger_line(payload), message.partition))
+                elif isinstance(payload, WindowClosed):
+                    # Lines before the marker belong to the statements it triggers.
+                    await pg_store.add_lines(conn, pending)
+                    pending.clear()
+                    await self._close(conn, payload, message)
+                metrics.EVENTS_IN.labels(CONSUMER).inc()
+            await pg_store.add_lines(conn, pending)
+
+    async def _close(self, conn: asyncpg.Connection, marker: WindowClosed, message: Incoming) -> None:
+        if marker.partition != message.partition:
+            raise PoisonMessage("WindowClosed marker on another partition than it names")
+        closed = await pg_store.record_closed_partition(conn, marker)
+        lines = await pg_store.lines_of(conn, marker.window_id, marker.partition)
+        for statement in core.statements_for_partition(marker, lines):
+            await pg_store.save_statement(conn, statement)
+            await self._emit(conn, statement, key=str(statement.site_id), name=str(statement.statement_id))
+        if closed == marker.partition_count:
+            all_statements = await pg_store.statements_of(conn, marker.window_id)
+            for fs in core.funder_statements(marker.window_id, all_statements):
+                await pg_store.save_funder_statement(conn, fs)
+                await self._emit(conn, fs, key=str(fs.funder_id), name=str(fs.funder_statement_id))
+            log.info("window cleared", window_id=marker.window_id, statements=len(all_statements))
+
+    async def _emit(self, conn: asyncpg.Connection, payload: Payload, *, key: str, name: str) -> None:
+        # Deterministic event ids: the same statement is the same event, however often computed.
+        envelope = self._rt.events.envelope(payload, key=key).model_copy(
+            update={"event_id": uuid.uuid5(EVENT_NS, f"{payload.TYPE}:{name}")}
+        )
+        await enqueue(conn, self._rt.topic(Topic.CLEARING), envelope)
+
+    async def _dead_letter(self, conn: asyncpg.Connection, message: Incoming, reason: str) -> None:
+        await record_dead_letter(
+            conn, self._rt.events, consumer=CONSUMER, dead_letter_topic=self._rt.topic(Topic.DEAD_LETTERS),
+            message=message, reason=reason,
+        )  # fmt: skip
+
+
+async def _first_time(conn: asyncpg.Connection, event_id: uuid.UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING "
+            "RETURNING true",
+            CONSUMER,
+            event_id,
+        )
+    )

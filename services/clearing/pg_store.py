@@ -1,0 +1,77 @@
+"""The clearing service's Postgres adapter."""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID
+
+import asyncpg
+
+from schemas.events import FunderShare, FunderStatementIssued, StatementIssued, WindowClosed
+from services.clearing.domain.statements import LedgerLine
+
+
+async def add_lines(conn: asyncpg.Connection, lines: list[tuple[LedgerLine, int]]) -> None:
+    await conn.executemany(
+        "INSERT INTO ledger_lines (ref_id, kind, site_id, pass_id, programme_id, window_id, amount_cents, "
+        "funders, at, partition) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (ref_id) DO NOTHING",
+        [
+            (
+                line.ref_id, line.kind, line.site_id, line.pass_id, line.programme_id, line.window_id,
+                line.amount_cents, json.dumps([f.model_dump(mode="json") for f in line.funders]), line.at,
+                partition,
+            )  # fmt: skip
+            for line, partition in lines
+        ],
+    )
+
+
+async def lines_of(conn: asyncpg.Connection, window_id: int, partition: int) -> list[LedgerLine]:
+    rows = await conn.fetch(
+        "SELECT * FROM ledger_lines WHERE window_id = $1 AND partition = $2", window_id, partition
+    )
+    return [
+        LedgerLine(
+            r["kind"], r["ref_id"], r["site_id"], r["pass_id"], r["programme_id"], r["window_id"],
+            r["amount_cents"], tuple(FunderShare.model_validate(f) for f in json.loads(r["funders"])), r["at"],
+        )  # fmt: skip
+        for r in rows
+    ]
+
+
+async def record_closed_partition(conn: asyncpg.Connection, marker: WindowClosed) -> int:
+    """Record the partition as closed; returns how many partitions of the window are closed."""
+    await conn.execute(
+        "INSERT INTO closed_partitions (window_id, partition, partition_count, opened_at, closed_at) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        marker.window_id, marker.partition, marker.partition_count, marker.opened_at, marker.closed_at,
+    )  # fmt: skip
+    closed: int = await conn.fetchval(
+        "SELECT count(*) FROM closed_partitions WHERE window_id = $1", marker.window_id
+    )
+    return closed
+
+
+async def save_statement(conn: asyncpg.Connection, st: StatementIssued) -> None:
+    await conn.execute(
+        "INSERT INTO statements (statement_id, window_id, site_id, total_cents, digest, body) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        st.statement_id, st.window_id, st.site_id, st.total_cents, st.digest, st.model_dump_json(),
+    )  # fmt: skip
+
+
+async def statements_of(conn: asyncpg.Connection, window_id: int) -> list[StatementIssued]:
+    rows = await conn.fetch("SELECT body FROM statements WHERE window_id = $1", window_id)
+    return [StatementIssued.model_validate_json(r["body"]) for r in rows]
+
+
+async def save_funder_statement(conn: asyncpg.Connection, fs: FunderStatementIssued) -> None:
+    await conn.execute(
+        "INSERT INTO funder_statements (funder_statement_id, window_id, funder_id, amount_cents, digest, body) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        fs.funder_statement_id, fs.window_id, fs.funder_id, fs.amount_cents, fs.digest, fs.model_dump_json(),
+    )  # fmt: skip
+
+
+async def statement(conn: asyncpg.Connection | asyncpg.Pool, statement_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT site_id, body FROM statements WHERE statement_id = $1", statement_id)

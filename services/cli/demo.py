@@ -1,0 +1,247 @@
+"""The main job: a realistic programme issued, redeemed, cleared, notified and audited.
+
+Every step goes through the services' HTTP APIs and Kafka, as in production; progress is
+reported through `Progress` so the CLI can show it."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from services.auditor.kafka_log import read_log
+from services.auditor.replay import AuditReport, replay
+from schemas.topics import Topic
+from services.cli import scenario
+from services.cli.client import Api, ApiError, wait_for
+from services.cli.receiver import WebhookReceiver
+from services.common.auth import Role
+
+Step = Callable[[str], None]
+
+
+@dataclass
+class Site:
+    site_id: str
+    name: str
+    programmes: list[str]
+    api: dict[str, Api] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    accepted: dict[str, dict[str, Any]] = field(default_factory=dict)  # redemption id -> details
+    reversed: dict[str, int] = field(default_factory=dict)  # redemption id -> window of the reversal
+    refusals: list[tuple[str, int, str]] = field(default_factory=list)
+    statements: list[dict[str, Any]] = field(default_factory=list)
+    funder_statements: list[dict[str, Any]] = field(default_factory=list)
+    funder_names: dict[str, str] = field(default_factory=dict)
+    site_names: dict[str, str] = field(default_factory=dict)
+    webhooks_verified: int = 0
+    webhooks_received: int = 0
+    audit: AuditReport | None = None
+    expected_by_site_window: dict[tuple[str, int], int] = field(default_factory=dict)
+
+
+@dataclass
+class MainJob:
+    urls: dict[str, str]
+    secret: str
+    bootstrap: str
+    topic_prefix: str
+    step: Step
+    seed: int = 2026
+    redeem_ratio: float = 0.7
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.finance = {name: Api(url, self.secret, Role.FINANCE, "finance-demo") for name, url in self.urls.items()}
+        self.out = Outcome()
+
+    def run(self) -> Outcome:
+        receiver = WebhookReceiver()
+        receiver_url = receiver.start()
+        try:
+            funders, programmes = self.register_programmes()
+            sites = self.register_sites(programmes, receiver, receiver_url)
+            codes = self.fund_and_activate(funders, programmes)
+            self.redeem_window_one(sites, codes)
+            self.close_window_and_clear(1, sites)
+            self.redeem_window_two(sites, codes)
+            self.close_window_and_clear(2, sites)
+            self.await_webhooks(receiver)
+            self.audit()
+        finally:
+            receiver.stop()
+        return self.out
+
+    # --- issuance ---------------------------------------------------------------------------
+
+    def register_programmes(self) -> tuple[dict[str, str], dict[str, str]]:
+        issuer = self.finance["issuer"]
+        funders = {}
+        for f in scenario.FUNDERS:
+            funders[f.key] = issuer.post("/funders", {"name": f.name, "kind": f.kind})["funder_id"]
+            self.out.funder_names[funders[f.key]] = f.name
+        programmes = {}
+        for p in scenario.PROGRAMMES:
+            body = {
+                "name": p.name, "territory": p.territory, "face_value_cents": 1000,
+                "passes_per_booklet": p.passes_per_booklet, "valid_from": "2026-01-01",
+                "valid_until": "2026-12-31", "grace_days": 31, "learning_paths": scenario.PATHS,
+                "funders": [{"funder_id": funders[k], "share_bp": bp} for k, bp in p.shares],
+            }  # fmt: skip
+            programmes[p.key] = issuer.post("/programmes", body)["programme_id"]
+            shares = " / ".join(f"{k} {bp / 100:g} %" for k, bp in p.shares)
+            self.step(f"programme registered: {p.name} ({shares})")
+        return funders, programmes
+
+    def register_sites(self, programmes: dict[str, str], receiver: WebhookReceiver, url: str) -> list[Site]:
+        issuer, sites = self.finance["issuer"], []
+        for spec in scenario.SITES:
+            body = {"name": spec.name, "siret": scenario.siret(self.rng), "iban": scenario.iban(self.rng),
+                    "bic": "BNPAFRPP", "contact_email": "contact@example.org"}  # fmt: skip
+            site = Site(issuer.post("/sites", body)["site_id"], spec.name, spec.programmes)
+            for key in spec.programmes:
+                issuer.post(f"/sites/{site.site_id}/qualifications", {"programme_id": programmes[key]})
+            site.api = {n: Api(u, self.secret, Role.SITE, site.site_id) for n, u in self.urls.items()}
+            hook = site.api["notifier"].post("/webhooks", {"url": f"{url}/sites/{site.site_id}"})
+            receiver.secrets[f"/sites/{site.site_id}"] = hook["secret"]
+            self.out.site_names[site.site_id] = site.name
+            sites.append(site)
+        self.step(f"{len(sites)} qualified sites registered, each with a signed webhook endpoint")
+        return sites
+
+    def fund_and_activate(self, funders: dict[str, str], programmes: dict[str, str]) -> dict[str, list[str]]:
+        codes: dict[str, list[str]] = {}
+        for p in scenario.PROGRAMMES:
+            order = self.finance["issuer"].post("/orders", {"programme_id": programmes[p.key], "booklets": p.booklets})
+            for due in order["dues"]:
+                funder = Api(self.urls["issuer"], self.secret, Role.FUNDER, due["funder_id"])
+                funder.post(f"/orders/{order['order_id']}/payments",
+                            {"amount_cents": due["amount_cents"], "bank_reference": f"VIR-{uuid.uuid4().hex[:10]}"})  # fmt: skip
+            detail = self.finance["issuer"].get(f"/orders/{order['order_id']}")
+            codes[p.key] = [pass_["code"] for b in detail["booklets"] for pass_ in b["passes"]]
+            self.step(
+                f"{p.booklets} booklets ordered for {p.territory}, {len(order['dues'])} funders paid their share "
+                f"({order['face_value_total_cents'] // 100} €) → {len(codes[p.key])} passes active"
+            )
+        return codes
+
+    # --- redemption -------------------------------------------------------------------------
+
+    def redeem(self, site: Site, code: str, path: str, *, attempt: str = "") -> dict[str, Any] | None:
+        body = {"code": code, "learning_path": path, "workshop_date": date.today().isoformat(), "duration_minutes": 120}
+        try:
+            answer: dict[str, Any] = site.api["redemption"].post("/redemptions", body, key=f"{site.site_id}:{code}{attempt}")
+        except ApiError as exc:
+            self.out.refusals.append((code, exc.status, exc.problem.get("title", "")))
+            return None
+        self.out.accepted[answer["redemption_id"]] = {**answer, "site_id": site.site_id, "code": code}
+        return answer
+
+    def redeem_window_one(self, sites: list[Site], codes: dict[str, list[str]]) -> None:
+        first_site = next(s for s in sites if "bfc" in s.programmes)
+        # The redemption service learns of the passes from the issuer's events: wait for it.
+        wait_for("the first passes to reach the redemption service",
+                 lambda: self._try_first(first_site, codes["bfc"][0]), timeout=60)  # fmt: skip
+        for key, programme_codes in codes.items():
+            qualified = [s for s in sites if key in s.programmes]
+            chosen = programme_codes[1 : int(len(programme_codes) * self.redeem_ratio)]
+            for code in chosen:
+                self.redeem(self.rng.choice(qualified), code, self.rng.choice(scenario.PATHS))
+        self.step(f"window 1: {len(self.out.accepted)} passes redeemed at the sites")
+        self.show_refusals(sites, codes)
+        for rid in self.rng.sample(sorted(self.out.accepted), 3):
+            self.reverse(rid, by_finance=False)
+        self.step("window 1: 3 redemptions reversed by their sites (workshop not held)")
+
+    def _try_first(self, site: Site, code: str) -> bool:
+        before = len(self.out.refusals)
+        if self.redeem(site, code, "basic-skills") is not None:
+            return True
+        self.out.refusals.pop(before)
+        return False
+
+    def show_refusals(self, sites: list[Site], codes: dict[str, list[str]]) -> None:
+        used = next(iter(self.out.accepted.values()))
+        site = next(s for s in sites if s.site_id == used["site_id"])
+        lozere_only = next(s for s in sites if s.programmes == ["lozere"])
+        typo = codes["bfc"][-1]
+        typo = typo[:-1] + ("A" if typo[-1] != "A" else "B")
+        cases = [(site, typo, "mistyped code"), (site, used["code"], "second use of a pass"),
+                 (lozere_only, codes["bfc"][-2], "site not qualified for the programme")]  # fmt: skip
+        for who, code, what in cases:
+            before = len(self.out.refusals)
+            self.redeem(who, code, "basic-skills", attempt=":again")
+            _, status, title = self.out.refusals[before]
+            self.step(f"refused as expected — {what}: {status} {title}")
+
+    def reverse(self, redemption_id: str, *, by_finance: bool) -> None:
+        details = self.out.accepted[redemption_id]
+        api = self.finance["redemption"] if by_finance else Api(
+            self.urls["redemption"], self.secret, Role.SITE, details["site_id"])  # fmt: skip
+        answer = api.post(f"/redemptions/{redemption_id}/reversal", {"reason": "atelier annulé"})
+        self.out.reversed[redemption_id] = answer["window_id"]
+
+    def redeem_window_two(self, sites: list[Site], codes: dict[str, list[str]]) -> None:
+        before = len(self.out.accepted)
+        for code in codes["lozere"][int(len(codes["lozere"]) * self.redeem_ratio) : -2]:
+            self.redeem(self.rng.choice([s for s in sites if "lozere" in s.programmes]), code, "access-to-rights")
+        window_one = [rid for rid, d in self.out.accepted.items() if d["window_id"] == 1 and rid not in self.out.reversed]
+        self.reverse(self.rng.choice(sorted(window_one)), by_finance=True)
+        self.step(f"window 2: {len(self.out.accepted) - before} more redemptions, "
+                  "and finance reverses a window-1 redemption (a negative line in window 2)")  # fmt: skip
+
+    # --- clearing, notification, audit ------------------------------------------------------
+
+    def close_window_and_clear(self, window: int, sites: list[Site]) -> None:
+        closed = self.finance["redemption"].post("/windows/current/close")
+        assert closed["closed_window_id"] == window, closed
+        expected = self.expected_totals(window)
+        self.out.expected_by_site_window.update({(s, window): t for s, t in expected.items()})
+        clearing = self.finance["clearing"]
+        statements = wait_for(
+            f"the statements of window {window}",
+            lambda: (lambda sts: sts if len(sts) == len(expected) else None)(clearing.get("/statements", window_id=window)),
+        )
+        funder_statements = wait_for(
+            f"the funder statements of window {window}",
+            lambda: clearing.get("/funder-statements", window_id=window) or None,
+        )
+        self.out.statements += statements
+        self.out.funder_statements += funder_statements
+        total = sum(s["total_cents"] for s in statements)
+        self.step(f"window {window} closed → {len(statements)} site statements, {len(funder_statements)} funder "
+                  f"statements, {total / 100:.2f} € owed to sites")  # fmt: skip
+
+    def expected_totals(self, window: int) -> dict[str, int]:
+        """What each site is owed for the window, from what the demo saw accepted and reversed."""
+        totals: dict[str, int] = defaultdict(int)
+        for rid, d in self.out.accepted.items():
+            if d["window_id"] == window:
+                totals[d["site_id"]] += d["amount_cents"]
+            if self.out.reversed.get(rid) == window:
+                totals[d["site_id"]] -= d["amount_cents"]
+        return dict(totals)
+
+    def await_webhooks(self, receiver: WebhookReceiver) -> None:
+        wait_for("a webhook for every statement",
+                 lambda: len({r.headers.get("webhook-id") for r in receiver.received}) >= len(self.out.statements))  # fmt: skip
+        self.out.webhooks_received = len(receiver.received)
+        self.out.webhooks_verified = sum(1 for r in receiver.received if r.verified)
+        self.step(f"{self.out.webhooks_verified} signed webhooks received and verified by the sites' endpoint")
+
+    def audit(self) -> None:
+        def replayed() -> AuditReport | None:
+            report = replay(read_log(self.bootstrap, self.topic_prefix, [Topic.REDEMPTIONS, Topic.CLEARING]))
+            done = report.funder_statements_issued == len(self.out.funder_statements)
+            return report if done else None
+
+        self.out.audit = wait_for("the auditor's replay of the whole log", replayed, timeout=60, every=1)
+        verdict = "every figure matches to the cent" if self.out.audit.ok else "DIFFERENCES FOUND"
+        self.step(f"auditor replayed {self.out.audit.events_read} events from offset 0: {verdict}")

@@ -1,0 +1,187 @@
+"""`passclear up | down | demo | token | audit replay` (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from schemas.topics import Topic
+from services.auditor.kafka_log import read_log
+from services.auditor.replay import replay
+from services.cli.processes import ServiceProcesses, StackError
+from services.common.auth import Role, issue_token
+from services.common.money import format_eur
+from services.common.settings import DEV_SECRET
+
+app = typer.Typer(help="passclear: clearing of Pass Numérique vouchers.", no_args_is_help=True)
+audit_app = typer.Typer(help="The auditor's tools.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+console = Console()
+REPO = Path(__file__).resolve().parents[2]
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("PASSCLEAR_STATE_DIR", REPO / ".local"))
+
+
+def fail(reason: str) -> None:
+    console.print(f"[bold red]passclear:[/] {reason}", highlight=False)
+    raise typer.Exit(1)
+
+
+def infra() -> tuple[str, str]:
+    from deploy.local.errors import InfraError
+    from deploy.local.stack import ensure_infra
+
+    try:
+        started = ensure_infra()
+    except InfraError as exc:
+        fail(str(exc))
+        raise
+    return started.bootstrap_servers, started.database_url
+
+
+def services(bootstrap: str, database_url: str, prefix: str) -> ServiceProcesses:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url, "KAFKA_TOPIC_PREFIX": prefix}
+    return ServiceProcesses(state_dir() / "services", env)
+
+
+@app.command()
+def up(prefix: str = "passclear.") -> None:
+    """Start Kafka, Postgres and the four services on loopback."""
+    with console.status("starting Kafka and Postgres…"):
+        bootstrap, database_url = infra()
+    procs = services(bootstrap, database_url, prefix)
+    with console.status("starting issuer, redemption, clearing and notifier…"):
+        try:
+            procs.start_all()
+            procs.wait_all_ready()
+        except StackError as exc:
+            fail(str(exc))
+    for name in procs.ports:
+        console.print(f"  {name:<11} {procs.url(name)}/docs")
+    console.print(f"  kafka       {bootstrap}\n  postgres    {database_url}")
+
+
+@app.command()
+def down() -> None:
+    """Stop the services, Kafka and Postgres. Leaves no process behind."""
+    from deploy.local.stack import stop_infra
+
+    ServiceProcesses(state_dir() / "services", {}).stop_all()
+    stop_infra()
+    console.print("stopped")
+
+
+@app.command()
+def demo(keep: Annotated[bool, typer.Option(help="leave the system running afterwards")] = False) -> None:
+    """The main job: a realistic programme issued, redeemed, cleared, notified and audited."""
+    from services.cli.demo import MainJob
+
+    started = time.monotonic()
+    console.rule("[bold]passclear — main job")
+    with console.status("starting Kafka and Postgres…"):
+        bootstrap, base_url = infra()
+        database_url = _fresh_database(base_url, "passclear_demo")
+    prefix = f"demo-{int(time.time())}."
+    procs = services(bootstrap, database_url, prefix)
+    procs.stop_all()
+    try:
+        with console.status("starting issuer, redemption, clearing and notifier…"):
+            procs.start_all()
+            procs.wait_all_ready()
+        console.print(f"[green]✓[/] system up in {time.monotonic() - started:.1f}s (Kafka {bootstrap})")
+        job = MainJob(
+            urls={n: procs.url(n) for n in procs.ports},
+            secret=DEV_SECRET,
+            bootstrap=bootstrap,
+            topic_prefix=prefix,
+            step=lambda text: console.print(f"[green]✓[/] {text}", highlight=False),
+        )
+        outcome = job.run()
+        _summary(outcome)
+        ok = outcome.audit is not None and outcome.audit.ok and _matches(outcome)
+    except StackError as exc:
+        fail(str(exc))
+        return
+    finally:
+        if not keep:
+            procs.stop_all()
+    console.print(f"\nmain job finished in {time.monotonic() - started:.1f}s — "
+                  + ("[bold green]all figures reconcile[/]" if ok else "[bold red]figures do not reconcile[/]"))  # fmt: skip
+    if keep:
+        console.print("the system is still running: `passclear down` (or `make down`) stops it")
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _matches(outcome: object) -> bool:
+    statements = {(s["site_id"], s["window_id"]): s["total_cents"] for s in outcome.statements}  # type: ignore[attr-defined]
+    return statements == outcome.expected_by_site_window  # type: ignore[attr-defined]
+
+
+def _summary(outcome: object) -> None:
+    o = outcome  # the demo's Outcome
+    table = Table(title="Clearing statements (relevés de compensation)", show_lines=False)
+    for col in ("window", "site", "passes", "reversals", "owed", "expected payout"):
+        table.add_column(col, justify="right" if col in ("passes", "reversals", "owed") else "left")
+    for s in sorted(o.statements, key=lambda s: (s["window_id"], o.site_names[s["site_id"]])):  # type: ignore[attr-defined]
+        table.add_row(str(s["window_id"]), o.site_names[s["site_id"]], str(s["redemptions"]),  # type: ignore[attr-defined]
+                      str(s["reversals"]), format_eur(s["total_cents"]), s["expected_payout_date"])  # fmt: skip
+    console.print(table)
+    funders = Table(title="Calls for funds (funder statements)")
+    for col in ("window", "funder", "statements", "amount"):
+        funders.add_column(col, justify="right" if col in ("statements", "amount") else "left")
+    for f in sorted(o.funder_statements, key=lambda f: (f["window_id"], o.funder_names[f["funder_id"]])):  # type: ignore[attr-defined]
+        funders.add_row(str(f["window_id"]), o.funder_names[f["funder_id"]], str(f["statements"]),  # type: ignore[attr-defined]
+                        format_eur(f["amount_cents"]))  # fmt: skip
+    console.print(funders)
+
+
+def _fresh_database(base_url: str, name: str) -> str:
+    """A new empty database for the demo, so a second run starts from a clean slate."""
+    import asyncio
+
+    import asyncpg
+
+    async def recreate() -> None:
+        conn = await asyncpg.connect(base_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(recreate())
+    return base_url.rsplit("/", 1)[0] + "/" + name
+
+
+@app.command()
+def token(role: Role, subject: str) -> None:
+    """Mint a development token (dev profile secret) for ROLE acting as SUBJECT."""
+    secret = os.environ.get("PASSCLEAR_AUTH_SECRET", DEV_SECRET)
+    typer.echo(issue_token(secret, role, subject))
+
+
+@audit_app.command("replay")
+def audit_replay(
+    bootstrap: Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")] = "127.0.0.1:19092",
+    prefix: Annotated[str, typer.Option(envvar="KAFKA_TOPIC_PREFIX")] = "passclear.",
+    report: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
+) -> None:
+    """Read every topic from offset 0, recompute every statement, compare with what was issued."""
+    with console.status("replaying the event log…"):
+        result = replay(read_log(bootstrap, prefix, [Topic.REDEMPTIONS, Topic.CLEARING]))
+    data = result.as_json()
+    if report:
+        report.write_text(json.dumps(data, indent=2, default=str))
+    console.print_json(json.dumps(data, default=str))
+    sys.exit(0 if result.ok else 1)

@@ -1,0 +1,151 @@
+"""Runs the four services as local processes (uvicorn), for the demo and the end-to-end tests.
+
+Each service is a real process with its own log, started in its own session so that stopping
+it (or killing it with SIGKILL in a test) takes its whole process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+SERVICE_PORTS = {"issuer": 8101, "redemption": 8102, "clearing": 8103, "notifier": 8104}
+
+
+class StackError(Exception):
+    """A one-line reason the services could not be started."""
+
+
+@dataclass
+class ServiceProcesses:
+    state_dir: Path
+    env: dict[str, str]
+    ports: dict[str, int] = field(default_factory=lambda: dict(SERVICE_PORTS))
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def service_env(self) -> dict[str, str]:
+        urls = {f"PASSCLEAR_{name.upper()}_URL": self.url(name) for name in self.ports}
+        return {**os.environ, "PASSCLEAR_PROFILE": "dev", **urls, **self.env}
+
+    def start(self, name: str) -> None:
+        if self.running(name):
+            return
+        port = self.ports[name]
+        if _port_taken(port):
+            raise StackError(f"port {port} for the {name} service is taken by another process")
+        logs = self.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "uvicorn", f"services.{name}.app:app",
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        with open(logs / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                command, env=self.service_env(), stdout=log, stderr=log, start_new_session=True
+            )
+        self._pid_file(name).write_text(str(proc.pid))
+
+    def start_all(self) -> None:
+        for name in self.ports:
+            self.start(name)
+
+    def wait_ready(self, name: str, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running(name):
+                raise StackError(f"the {name} service exited; see {self.state_dir / 'logs' / (name + '.log')}")
+            try:
+                if httpx.get(f"{self.url(name)}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise StackError(f"the {name} service was not ready within {timeout:.0f}s")
+
+    def wait_all_ready(self, timeout: float = 120.0) -> None:
+        for name in self.ports:
+            self.wait_ready(name, timeout)
+
+    def pid(self, name: str) -> int | None:
+        path = self._pid_file(name)
+        return int(path.read_text()) if path.exists() else None
+
+    def running(self, name: str) -> bool:
+        pid = self.pid(name)
+        if pid is None:
+            return False
+        try:
+            waited, _ = os.waitpid(pid, os.WNOHANG)
+            if waited == pid:
+                return False
+        except ChildProcessError:
+            pass  # not our child (started by an earlier command): ask the kernel instead
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
+        """Send `sig` to the service's process group (SIGKILL: no chance to clean up)."""
+        pid = self.pid(name)
+        if pid is not None:
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                pass
+            self._wait_gone(pid, 15)
+
+    def stop(self, name: str) -> None:
+        pid = self.pid(name)
+        if pid is None:
+            return
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        if not self._wait_gone(pid, 20):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._wait_gone(pid, 5)
+        self._pid_file(name).unlink(missing_ok=True)
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.ports)):
+            self.stop(name)
+
+    def _pid_file(self, name: str) -> Path:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        return self.state_dir / f"{name}.pid"
+
+    def _wait_gone(self, pid: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                waited, _ = os.waitpid(pid, os.WNOHANG)
+                if waited == pid:
+                    return True
+            except ChildProcessError:
+                pass
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.1)
+        return False
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

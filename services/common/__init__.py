@@ -1,0 +1,1 @@
+"""Plumbing every passclear service needs, written once."""

@@ -1,0 +1,66 @@
+"""Who is calling: bearer tokens (HS256 JWT) carrying a role and the subject it acts for.
+
+A site's token names its site id, a funder's its funder id, a prescriber's its prescriber id:
+routes take the subject from the credentials, never from the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+import jwt
+from fastapi import Request
+
+from services.common.problems import Problem
+
+
+class Role(StrEnum):
+    FINANCE = "finance"  # finance / programme administration: sees everything
+    FUNDER = "funder"
+    PRESCRIBER = "prescriber"
+    SITE = "site"
+    SERVICE = "service"  # another passclear service
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: Role
+    subject: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.role}:{self.subject}"
+
+
+def issue_token(secret: str, role: Role, subject: str, *, ttl: timedelta = timedelta(days=365)) -> str:
+    now = datetime.now(UTC)
+    return jwt.encode({"role": role.value, "sub": subject, "iat": now, "exp": now + ttl}, secret, "HS256")
+
+
+def read_token(secret: str, token: str) -> Principal:
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+        return Principal(Role(claims["role"]), str(claims["sub"]))
+    except (jwt.PyJWTError, KeyError, ValueError) as exc:
+        raise Problem(401, "unauthenticated", "Invalid credentials", str(exc)) from exc
+
+
+def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency admitting only the given roles."""
+
+    async def dependency(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Problem(401, "unauthenticated", "Credentials required", "send Authorization: Bearer <token>")
+        principal = read_token(request.app.state.auth_secret, token)
+        if principal.role not in roles:
+            allowed = ", ".join(r.value for r in roles)
+            raise Problem(403, "forbidden", "Not allowed for this role", f"this route is for: {allowed}")
+        return principal
+
+    return dependency

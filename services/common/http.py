@@ -1,0 +1,96 @@
+"""The FastAPI application every service is built from, and Idempotency-Key handling."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+
+from services.common.observability import configure_logging, install_request_metrics, probes_router, tcp_check
+from services.common.problems import Problem, install_problem_handlers
+from services.common.runtime import Runtime
+from services.common.settings import AuthSettings
+
+StartRuntime = Callable[[], Awaitable[Runtime]]
+
+
+def create_app(name: str, start: StartRuntime, routers: list[APIRouter], *, description: str = "") -> FastAPI:
+    configure_logging(name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await start()
+        app.state.runtime = runtime
+        yield
+        await runtime.close()
+
+    app = FastAPI(title=f"passclear {name}", description=description, lifespan=lifespan)
+    app.state.auth_secret = AuthSettings().auth_secret
+    install_problem_handlers(app)
+    install_request_metrics(app, name)
+
+    async def database() -> None:
+        await app.state.runtime.pool.fetchval("SELECT 1")
+
+    async def broker() -> None:
+        await tcp_check(app.state.runtime.kafka.bootstrap_servers)()
+
+    app.include_router(probes_router({"database": database, "broker": broker}))
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def request_hash(body: Any) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def claim_idempotency_key(
+    conn: asyncpg.Connection, principal: str, key: str, body_hash: str
+) -> JSONResponse | None:
+    """Inside the request's transaction, before its effect. Returns the stored answer when the
+    same request was already served; raises 409 when the key was used for another request.
+
+    The claim row is inserted first: a concurrent request with the same key blocks on it and,
+    once the first commits, sees the stored answer (or, if the first rolled back, claims it)."""
+    inserted = await conn.fetchval(
+        "INSERT INTO idempotency_keys (principal, key, request_hash, status_code, response) "
+        "VALUES ($1, $2, $3, 0, ''::bytea) ON CONFLICT DO NOTHING RETURNING true",
+        principal,
+        key,
+        body_hash,
+    )
+    if inserted:
+        return None
+    row = await conn.fetchrow(
+        "SELECT request_hash, status_code, response FROM idempotency_keys WHERE principal = $1 AND key = $2",
+        principal,
+        key,
+    )
+    if row["request_hash"] != body_hash:
+        raise Problem(
+            409,
+            "idempotency-key-reused",
+            "Idempotency-Key already used for another request",
+            "send a new Idempotency-Key for a different request",
+        )
+    return JSONResponse(json.loads(row["response"]), status_code=row["status_code"])
+
+
+async def store_idempotent_answer(
+    conn: asyncpg.Connection, principal: str, key: str, status: int, body: Any
+) -> None:
+    await conn.execute(
+        "UPDATE idempotency_keys SET status_code = $3, response = $4 WHERE principal = $1 AND key = $2",
+        principal,
+        key,
+        status,
+        json.dumps(body, default=str).encode(),
+    )

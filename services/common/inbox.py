@@ -1,0 +1,19 @@
+"""The processed-event record: which events a consumer already applied."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+
+
+async def first_time(conn: asyncpg.Connection, consumer: str, event_id: UUID) -> bool:
+    """Record that `consumer` applies `event_id` now; False if it already had.
+    Call inside the transaction that applies the event's effect."""
+    inserted = await conn.fetchval(
+        "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) "
+        "ON CONFLICT DO NOTHING RETURNING true",
+        consumer,
+        event_id,
+    )
+    return bool(inserted)

@@ -1,0 +1,182 @@
+"""Kafka plumbing: the idempotent producer, topic creation, and the consumer loop.
+
+The consumer loop applies each event in one Postgres transaction together with its
+processed-event record, and commits the Kafka offset only after that transaction commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+import structlog
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+from pydantic import ValidationError
+
+from schemas.envelope import Envelope
+from schemas.events import Payload, parse_payload
+from schemas.topics import TOPICS, Topic, topic_name
+from services.common import inbox, metrics
+from services.common.events import EventFactory
+from services.common.dead_letters import Incoming, PoisonMessage, first_line, record_dead_letter
+
+log = structlog.get_logger()
+LAG_REPORT_SECONDS = 5.0
+
+Handler = Callable[[asyncpg.Connection, Envelope, Payload], Awaitable[None]]
+
+
+def make_producer(bootstrap: str) -> KafkaProducer:
+    return KafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        batch_size=256 * 1024,
+        compression_type=None,
+        client_id="passclear-relay",
+    )
+
+
+def ensure_topics(bootstrap: str, prefix: str) -> list[str]:
+    """Create every topic of `schemas.topics` that does not exist yet; returns the created names."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="passclear-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = {spec.name(prefix): spec for spec in TOPICS.values()}
+        missing = [
+            NewTopic(name, spec.partitions, 1, topic_configs=spec.configs)
+            for name, spec in wanted.items()
+            if name not in existing
+        ]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another service created them first
+        return [t.name for t in missing]
+    finally:
+        admin.close()
+
+
+def partition_count(bootstrap: str, name: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = consumer.partitions_for_topic(name)
+        if not partitions:
+            raise RuntimeError(f"topic {name} does not exist")
+        return len(partitions)
+    finally:
+        consumer.close()
+
+
+class EventConsumer:
+    """Consumes topics as a consumer group and applies each event exactly once to Postgres."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        topics: list[str],
+        bootstrap: str,
+        pool: asyncpg.Pool,
+        handler: Handler,
+        events: EventFactory,
+        topic_prefix: str,
+    ) -> None:
+        self.name = name
+        self._group = f"{topic_prefix}{name}"
+        self._topics = topics
+        self._bootstrap = bootstrap
+        self._pool = pool
+        self._handler = handler
+        self._events = events
+        self._dead_letter_topic = topic_name(Topic.DEAD_LETTERS, topic_prefix)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = await asyncio.to_thread(self._connect)
+        last_lag_report = 0.0
+        try:
+            while not stop.is_set():
+                batch = await asyncio.to_thread(consumer.poll, 200, 500)
+                for tp, messages in batch.items():
+                    for message in messages:
+                        await self._apply_with_retry(message, stop)
+                if batch:
+                    await asyncio.to_thread(consumer.commit)
+                if time.monotonic() - last_lag_report > LAG_REPORT_SECONDS:
+                    await asyncio.to_thread(self._report_lag, consumer)
+                    last_lag_report = time.monotonic()
+        finally:
+            await asyncio.to_thread(consumer.close)
+
+    def _connect(self) -> KafkaConsumer:
+        return KafkaConsumer(
+            *self._topics,
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=self.name,
+        )
+
+    async def _apply_with_retry(self, message: object, stop: asyncio.Event) -> None:
+        # A failure that is not the message's fault (database down) must not skip the message:
+        # retry it until it is applied or we are asked to stop (the offset is then not committed).
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await self.apply(message)
+                return
+            except Exception:
+                log.exception("consumer failed to apply an event; retrying", consumer=self.name)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+
+    async def apply(self, message: object) -> None:
+        incoming = Incoming(
+            message.topic,  # type: ignore[attr-defined]
+            message.partition,  # type: ignore[attr-defined]
+            message.offset,  # type: ignore[attr-defined]
+            message.value,  # type: ignore[attr-defined]
+        )
+        try:
+            envelope = Envelope.from_bytes(incoming.value)
+            payload = parse_payload(envelope)
+        except (ValidationError, ValueError) as exc:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await self._dead_letter(conn, incoming, f"unreadable event: {first_line(exc)}")
+            return
+        structlog.contextvars.bind_contextvars(event_id=str(envelope.event_id), event_type=envelope.type)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                if not await inbox.first_time(conn, self.name, envelope.event_id):
+                    return
+                try:
+                    async with conn.transaction():
+                        await self._handler(conn, envelope, payload)
+                except PoisonMessage as exc:
+                    await self._dead_letter(conn, incoming, str(exc))
+                    return
+            metrics.EVENTS_IN.labels(self.name).inc()
+        finally:
+            structlog.contextvars.unbind_contextvars("event_id", "event_type")
+
+    async def _dead_letter(self, conn: asyncpg.Connection, message: Incoming, reason: str) -> None:
+        await record_dead_letter(
+            conn, self._events, consumer=self.name, dead_letter_topic=self._dead_letter_topic,
+            message=message, reason=reason,
+        )  # fmt: skip
+
+    def _report_lag(self, consumer: KafkaConsumer) -> None:
+        assigned: list[TopicPartition] = list(consumer.assignment())
+        if assigned:
+            ends = consumer.end_offsets(assigned)
+            lag = sum(max(0, ends[tp] - consumer.position(tp)) for tp in assigned)
+            metrics.CONSUMER_LAG.labels(self.name).set(lag)
+
+

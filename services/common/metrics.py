@@ -1,0 +1,13 @@
+"""Prometheus metrics shared by every service (labelled by service or schema)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter("passclear_http_requests_total", "HTTP requests", ["service", "route", "status"])
+REQUEST_SECONDS = Histogram("passclear_http_request_seconds", "HTTP request latency", ["service", "route"])
+EVENTS_OUT = Counter("passclear_events_published_total", "Events published from the outbox", ["service"])
+EVENTS_IN = Counter("passclear_events_consumed_total", "Events applied by a consumer", ["consumer"])
+DEAD_LETTERS = Counter("passclear_dead_letters_total", "Messages sent to the dead-letter topic", ["consumer"])
+OUTBOX_LAG = Gauge("passclear_outbox_lag", "Outbox rows waiting for the relay", ["service"])
+CONSUMER_LAG = Gauge("passclear_consumer_lag", "Messages behind the end of the topic", ["consumer"])

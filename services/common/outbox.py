@@ -1,0 +1,129 @@
+"""Transactional outbox and its relay to Kafka.
+
+`enqueue` is called inside the transaction that changes state, so the event exists exactly when
+the change does. The relay publishes unpublished rows in `seq` order with an idempotent producer
+(acks=all) and marks them published only after the broker acknowledged them: a crash in between
+publishes them again with the same event id, which consumers drop (invariant 4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+from kafka import KafkaProducer
+
+from schemas.envelope import Envelope
+from services.common import metrics
+
+log = structlog.get_logger()
+
+
+async def enqueue(
+    conn: asyncpg.Connection, topic: str, envelope: Envelope, *, partition: int | None = None
+) -> None:
+    # Deterministic event ids (statements, dead letters) may be enqueued twice by a redelivery;
+    # the first row is the event.
+    await conn.execute(
+        "INSERT INTO outbox (event_id, topic, key, partition, body) VALUES ($1, $2, $3, $4, $5) "
+        "ON CONFLICT (event_id) DO NOTHING",
+        envelope.event_id,
+        topic,
+        envelope.key,
+        partition,
+        envelope.to_bytes(),
+    )
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    topic: str
+    key: str
+    partition: int | None
+    body: bytes
+
+
+class OutboxRelay:
+    """Publishes one schema's outbox. One relay per schema holds an advisory lock, so replicas
+    of a service never publish the same outbox concurrently (which would break outbox order)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: KafkaProducer,
+        *,
+        schema: str,
+        batch_size: int = 2000,
+        idle_seconds: float = 0.02,
+    ) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._schema = schema
+        self._batch_size = batch_size
+        self._idle_seconds = idle_seconds
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with self._pool.acquire() as lock_conn:
+            while not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_id()):
+                if await _wait(stop, 1.0):
+                    return
+            log.info("outbox relay started", schema=self._schema)
+            while not stop.is_set():
+                try:
+                    published = await self.publish_once()
+                except Exception:
+                    log.exception("outbox relay failed; retrying", schema=self._schema)
+                    published = 0
+                    if await _wait(stop, 1.0):
+                        break
+                if published == 0 and await _wait(stop, self._idle_seconds):
+                    break
+            await lock_conn.execute("SELECT pg_advisory_unlock($1)", self._lock_id())
+
+    async def publish_once(self) -> int:
+        rows = await self._fetch()
+        if not rows:
+            metrics.OUTBOX_LAG.labels(self._schema).set(0)
+            return 0
+        await asyncio.to_thread(self._send_all, rows)
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [r.seq for r in rows]
+            )
+        metrics.EVENTS_OUT.labels(self._schema).inc(len(rows))
+        metrics.OUTBOX_LAG.labels(self._schema).set(len(rows) if len(rows) == self._batch_size else 0)
+        return len(rows)
+
+    async def _fetch(self) -> list[OutboxRow]:
+        async with self._pool.acquire() as conn:
+            records = await conn.fetch(
+                "SELECT seq, topic, key, partition, body FROM outbox "
+                "WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+                self._batch_size,
+            )
+        return [OutboxRow(**dict(r)) for r in records]
+
+    def _send_all(self, rows: list[OutboxRow]) -> None:
+        futures = [
+            self._producer.send(r.topic, key=r.key.encode(), value=r.body, partition=r.partition)
+            for r in rows
+        ]
+        self._producer.flush()
+        for future in futures:
+            future.get(timeout=30)  # raises if the broker did not acknowledge
+
+    def _lock_id(self) -> int:
+        return zlib.crc32(f"outbox-relay:{self._schema}".encode())
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to `seconds`; True when asked to stop."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True

@@ -1,0 +1,49 @@
+"""Settings read from the environment, one class per concern.
+
+No secret has a default outside the dev profile: `PASSCLEAR_PROFILE=dev` (the local stack and the
+tests) allows the well-known development secret; any other profile must set its own.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-only-secret-never-in-production-0123456789"
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KAFKA_")
+    bootstrap_servers: str = "127.0.0.1:19092"
+    topic_prefix: str = "passclear."
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="")
+    database_url: str = Field(default="postgresql://postgres@127.0.0.1:15432/passclear")
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+
+
+class AuthSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PASSCLEAR_")
+    profile: str = "prod"
+    auth_secret: str = ""
+
+    @model_validator(mode="after")
+    def _secret_required_outside_dev(self) -> AuthSettings:
+        if not self.auth_secret:
+            if self.profile != "dev":
+                raise ValueError("PASSCLEAR_AUTH_SECRET must be set outside the dev profile")
+            object.__setattr__(self, "auth_secret", DEV_SECRET)
+        return self
+
+
+class ServiceUrls(BaseSettings):
+    """Where the HTTP APIs of the other services answer (for the few synchronous calls)."""
+
+    model_config = SettingsConfigDict(env_prefix="PASSCLEAR_")
+    issuer_url: str = "http://127.0.0.1:8101"
+    redemption_url: str = "http://127.0.0.1:8102"
+    clearing_url: str = "http://127.0.0.1:8103"
+    notifier_url: str = "http://127.0.0.1:8104"

@@ -1,0 +1,23 @@
+"""Bootstrap of the issuer service: `uvicorn services.issuer.app:app`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.common.http import create_app
+from services.common.runtime import Runtime
+from services.issuer.api import router
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def start() -> Runtime:
+    return await Runtime.start("issuer", MIGRATIONS)
+
+
+app = create_app(
+    "issuer",
+    start,
+    [router],
+    description="Programmes, funders, sites, funded orders, booklets and pass codes.",
+)

@@ -1,0 +1,40 @@
+"""Bootstrap of the notifier service: `uvicorn services.notifier.app:app`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from schemas.topics import Topic
+from services.common.http import create_app
+from services.common.kafka import EventConsumer
+from services.common.runtime import Runtime
+from services.notifier import handlers
+from services.notifier.api import router
+from services.notifier.settings import NotifierSettings
+from services.notifier.webhooks import WebhookSender
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def start() -> Runtime:
+    rt = await Runtime.start("notifier", MIGRATIONS)
+    consumer = EventConsumer(
+        name="notifier-statements",
+        topics=[rt.topic(Topic.CLEARING)],
+        bootstrap=rt.kafka.bootstrap_servers,
+        pool=rt.pool,
+        handler=handlers.apply,
+        events=rt.events,
+        topic_prefix=rt.kafka.topic_prefix,
+    )
+    rt.spawn(consumer.run)
+    rt.spawn(WebhookSender(rt, NotifierSettings()).run)
+    return rt
+
+
+app = create_app(
+    "notifier",
+    start,
+    [router],
+    description="Tells sites about their statements: signed webhooks, retries, delivery log.",
+)

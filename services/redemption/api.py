@@ -1,0 +1,205 @@
+"""The redemption HTTP API: accept and reverse redemptions, close clearing windows."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.pass_codes import InvalidCode, normalize
+from schemas.events import PassRedeemed, RedemptionReversed, WindowClosed
+from schemas.topics import Topic
+from services.common.auth import Principal, Role, require
+from services.common.http import claim_idempotency_key, request_hash, store_idempotent_answer
+from services.common.outbox import enqueue
+from services.common.problems import Problem
+from services.common.runtime import Runtime
+from services.redemption import pg_store
+from services.redemption.domain import rules
+from services.redemption.domain.rules import Refusal
+from services.redemption.settings import RedemptionSettings
+
+router = APIRouter()
+PARIS = ZoneInfo("Europe/Paris")
+Site = Annotated[Principal, Depends(require(Role.SITE))]
+SiteOrFinance = Annotated[Principal, Depends(require(Role.SITE, Role.FINANCE))]
+Finance = Annotated[Principal, Depends(require(Role.FINANCE))]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+Rt = Annotated[Runtime, Depends(runtime)]
+
+
+class RedemptionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    code: str = Field(min_length=1, max_length=40, examples=["7KQ3-MX9P-2RT"])
+    learning_path: str = Field(min_length=1, max_length=100)
+    workshop_date: date
+    duration_minutes: int = Field(strict=True, gt=0, le=24 * 60)
+
+
+class ReversalRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reason: str = Field(min_length=3, max_length=500)
+
+
+def refused(exc: Refusal) -> Problem:
+    return Problem(exc.status, exc.slug, exc.title, exc.detail)
+
+
+@router.post("/redemptions", status_code=201, tags=["redemptions"])
+async def redeem(body: RedemptionRequest, rt: Rt, site: Site, key: IdempotencyKey = None) -> JSONResponse:
+    """Accept a pass at the calling site. The site comes from its credentials, never the body."""
+    try:
+        code = normalize(body.code)  # a mistyped code is refused before any lookup
+    except InvalidCode as exc:
+        raise Problem(422, "mistyped-code", "Mistyped pass code", str(exc)) from exc
+    site_id = UUID(site.subject)
+    try:
+        async with rt.pool.acquire() as conn, conn.transaction():
+            if key is not None:
+                replay = await claim_idempotency_key(
+                    conn, site.label, key, request_hash(body.model_dump(mode="json"))
+                )
+                if replay is not None:
+                    return replay
+            answer = await accept(rt, conn, site_id, code, body)
+            if key is not None:
+                await store_idempotent_answer(conn, site.label, key, 201, answer)
+    except Refusal as exc:
+        raise refused(exc) from exc
+    return JSONResponse(answer, status_code=201)
+
+
+async def accept(
+    rt: Runtime, conn: asyncpg.Connection, site_id: UUID, code: str, body: RedemptionRequest
+) -> dict[str, Any]:
+    found = await pg_store.pass_by_code(conn, code)
+    view = found[0] if found else None
+    qualified = view is not None and await pg_store.is_qualified(conn, site_id, view.programme_id)
+    now = rt.clock.now()
+    rules.check_redeemable(view, qualified=qualified, today=now.astimezone(PARIS).date(),
+                           learning_path=body.learning_path)  # fmt: skip
+    assert found is not None
+    pass_view, funders, face_value = found
+    window_id = await pg_store.open_window_shared(conn)
+    redemption_id = rt.ids.new()
+    inserted = await conn.fetchval(
+        "INSERT INTO redemptions (redemption_id, pass_id, site_id, programme_id, window_id, face_value_cents, "
+        "learning_path, workshop_date, duration_minutes, accepted_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
+        "ON CONFLICT (pass_id) WHERE NOT reversed DO NOTHING RETURNING true",
+        redemption_id, pass_view.pass_id, site_id, pass_view.programme_id, window_id, face_value,
+        body.learning_path, body.workshop_date, body.duration_minutes, now,
+    )  # fmt: skip
+    if not inserted:
+        raise rules.ALREADY_REDEEMED
+    event = PassRedeemed(
+        redemption_id=redemption_id, pass_id=pass_view.pass_id, site_id=site_id,
+        programme_id=pass_view.programme_id, window_id=window_id, face_value_cents=face_value,
+        funders=funders, learning_path=body.learning_path, workshop_date=body.workshop_date, accepted_at=now,
+    )  # fmt: skip
+    await enqueue(conn, rt.topic(Topic.REDEMPTIONS), rt.events.envelope(event, key=str(site_id)))
+    return {
+        "redemption_id": str(redemption_id),
+        "window_id": window_id,
+        "amount_cents": face_value,
+        "accepted_at": now.isoformat(),
+    }
+
+
+@router.post("/redemptions/{redemption_id}/reversal", status_code=201, tags=["redemptions"])
+async def reverse(redemption_id: UUID, body: ReversalRequest, rt: Rt, who: SiteOrFinance) -> dict[str, Any]:
+    """Reverse a redemption: a site its own within the reversal delay, finance any time.
+    The reversal is a new event, stamped with the window open now."""
+    settings: RedemptionSettings = rt.extras["settings"]
+    by_site = UUID(who.subject) if who.role == Role.SITE else None
+    now = rt.clock.now()
+    try:
+        async with rt.pool.acquire() as conn, conn.transaction():
+            window_id = await pg_store.open_window_shared(conn)
+            row = await pg_store.redemption_for_update(conn, redemption_id)
+            rules.check_reversible(pg_store.redemption_view(row), by_site=by_site, now=now,
+                                   site_delay=timedelta(hours=settings.site_reversal_hours))  # fmt: skip
+            assert row is not None
+            reversal_id = rt.ids.new()
+            await conn.execute("UPDATE redemptions SET reversed = true WHERE redemption_id = $1", redemption_id)
+            await conn.execute(
+                "INSERT INTO reversals (reversal_id, redemption_id, window_id, reason, reversed_by, reversed_at) "
+                "VALUES ($1, $2, $3, $4, $5, $6)",
+                reversal_id, redemption_id, window_id, body.reason, who.label, now,
+            )  # fmt: skip
+            event = RedemptionReversed(
+                reversal_id=reversal_id, redemption_id=redemption_id, pass_id=row["pass_id"],
+                site_id=row["site_id"], programme_id=row["programme_id"], window_id=window_id,
+                face_value_cents=row["face_value_cents"],
+                funders=await pg_store.programme_funders(conn, row["programme_id"]),
+                reason=body.reason, reversed_at=now,
+            )  # fmt: skip
+            await enqueue(conn, rt.topic(Topic.REDEMPTIONS), rt.events.envelope(event, key=str(row["site_id"])))
+    except Refusal as exc:
+        raise refused(exc) from exc
+    return {"reversal_id": str(reversal_id), "window_id": window_id}
+
+
+@router.get("/redemptions", tags=["redemptions"])
+async def list_redemptions(
+    rt: Rt, who: SiteOrFinance, site_id: UUID | None = None, limit: int = Query(100, ge=1, le=1000)
+) -> list[dict[str, Any]]:
+    """A site lists only its own redemptions; finance lists all, or one site's."""
+    if who.role == Role.SITE:
+        if site_id is not None and str(site_id) != who.subject:
+            raise Problem(403, "forbidden", "Not your site", "a site reads only its own redemptions")
+        site_id = UUID(who.subject)
+    rows = await rt.pool.fetch(
+        "SELECT redemption_id, pass_id, site_id, programme_id, window_id, face_value_cents, learning_path, "
+        "workshop_date, accepted_at, reversed FROM redemptions WHERE ($1::uuid IS NULL OR site_id = $1) "
+        "ORDER BY accepted_at DESC LIMIT $2",
+        site_id,
+        limit,
+    )
+    return [{k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(r).items()} for r in rows]
+
+
+@router.get("/windows/current", tags=["windows"])
+async def current_window(rt: Rt, who: SiteOrFinance) -> dict[str, Any]:
+    row = await rt.pool.fetchrow("SELECT window_id, opened_at FROM current_window")
+    return {"window_id": row["window_id"], "opened_at": row["opened_at"].isoformat()}
+
+
+@router.post("/windows/current/close", tags=["windows"])
+async def close_window(rt: Rt, who: Finance) -> dict[str, Any]:
+    """Close the open clearing window now and open the next one. A WindowClosed marker goes on
+    every partition of the redemptions topic, after the window's last redemption."""
+    return await close_current_window(rt)
+
+
+async def close_current_window(rt: Runtime) -> dict[str, Any]:
+    partitions: int = rt.extras["redemption_partitions"]
+    async with rt.pool.acquire() as conn, conn.transaction():
+        # FOR UPDATE waits for every redemption holding the window FOR SHARE to commit, so all of
+        # the window's outbox rows precede the markers (invariant 5).
+        current = await conn.fetchrow("SELECT window_id, opened_at FROM current_window FOR UPDATE")
+        now = rt.clock.now()
+        closing, next_id = current["window_id"], current["window_id"] + 1
+        await conn.execute("UPDATE windows SET closed_at = $2 WHERE window_id = $1", closing, now)
+        await conn.execute("INSERT INTO windows (window_id, opened_at) VALUES ($1, $2)", next_id, now)
+        await conn.execute("UPDATE current_window SET window_id = $1, opened_at = $2", next_id, now)
+        for partition in range(partitions):
+            marker = WindowClosed(
+                window_id=closing, partition=partition, partition_count=partitions,
+                opened_at=current["opened_at"], closed_at=now, next_window_id=next_id,
+            )  # fmt: skip
+            envelope = rt.events.envelope(marker, key=f"window-{closing}")
+            await enqueue(conn, rt.topic(Topic.REDEMPTIONS), envelope, partition=partition)
+    return {"closed_window_id": closing, "next_window_id": next_id, "closed_at": now.isoformat()}

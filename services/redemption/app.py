@@ -1,0 +1,43 @@
+"""Bootstrap of the redemption service: `uvicorn services.redemption.app:app`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from schemas.topics import Topic
+from services.common.http import create_app
+from services.common.kafka import EventConsumer, partition_count
+from services.common.runtime import Runtime
+from services.redemption import projection
+from services.redemption.api import router
+from services.redemption.settings import RedemptionSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def start() -> Runtime:
+    rt = await Runtime.start("redemption", MIGRATIONS)
+    rt.extras["settings"] = RedemptionSettings()
+    rt.extras["redemption_partitions"] = await asyncio.to_thread(
+        partition_count, rt.kafka.bootstrap_servers, rt.topic(Topic.REDEMPTIONS)
+    )
+    consumer = EventConsumer(
+        name="redemption-projection",
+        topics=[rt.topic(Topic.ISSUER)],
+        bootstrap=rt.kafka.bootstrap_servers,
+        pool=rt.pool,
+        handler=projection.apply,
+        events=rt.events,
+        topic_prefix=rt.kafka.topic_prefix,
+    )
+    rt.spawn(consumer.run)
+    return rt
+
+
+app = create_app(
+    "redemption",
+    start,
+    [router],
+    description="Single-use acceptance of passes at qualified sites, reversals, clearing windows.",
+)

@@ -1,0 +1,57 @@
+"""The redemption service's Postgres adapter."""
+
+from __future__ import annotations
+
+import json
+from uuid import UUID
+
+import asyncpg
+
+from schemas.events import FunderShare
+from services.redemption.domain.rules import PassView, RedemptionView
+
+
+async def pass_by_code(conn: asyncpg.Connection, code: str) -> tuple[PassView, tuple[FunderShare, ...], int] | None:
+    row = await conn.fetchrow(
+        "SELECT p.pass_id, p.programme_id, p.status, g.valid_from, g.valid_until, g.grace_days, "
+        "g.learning_paths, g.funders, g.face_value_cents "
+        "FROM passes p JOIN programmes g USING (programme_id) WHERE p.code = $1",
+        code,
+    )
+    if row is None:
+        return None
+    view = PassView(
+        row["pass_id"], row["programme_id"], row["status"], row["valid_from"], row["valid_until"],
+        row["grace_days"], tuple(row["learning_paths"]),
+    )  # fmt: skip
+    funders = tuple(FunderShare.model_validate(f) for f in json.loads(row["funders"]))
+    return view, funders, row["face_value_cents"]
+
+
+async def is_qualified(conn: asyncpg.Connection, site_id: UUID, programme_id: UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM qualifications WHERE site_id = $1 AND programme_id = $2", site_id, programme_id
+        )
+    )
+
+
+async def open_window_shared(conn: asyncpg.Connection) -> int:
+    """The open window, share-locked until the transaction ends (see current_window)."""
+    window_id: int = await conn.fetchval("SELECT window_id FROM current_window FOR SHARE")
+    return window_id
+
+
+async def redemption_for_update(conn: asyncpg.Connection, redemption_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM redemptions WHERE redemption_id = $1 FOR UPDATE", redemption_id)
+
+
+def redemption_view(row: asyncpg.Record | None) -> RedemptionView | None:
+    if row is None:
+        return None
+    return RedemptionView(row["redemption_id"], row["site_id"], row["accepted_at"], row["reversed"])
+
+
+async def programme_funders(conn: asyncpg.Connection, programme_id: UUID) -> tuple[FunderShare, ...]:
+    raw = await conn.fetchval("SELECT funders FROM programmes WHERE programme_id = $1", programme_id)
+    return tuple(FunderShare.model_validate(f) for f in json.loads(raw))
