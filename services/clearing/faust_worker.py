@@ -29,6 +29,10 @@ def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: L
         consumer_auto_offset_reset="earliest",
         broker_commit_every=1000,
         broker_commit_interval=0.5,
+        # A worker killed with SIGKILL holds its partitions until the group's session times out;
+        # 10 s (not faust's 60 s) keeps a replacement worker from waiting a minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
     )
     topic = app.topic(redemptions_topic, key_serializer="raw", value_serializer="raw")
 

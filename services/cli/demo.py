@@ -69,10 +69,11 @@ class MainJob:
             funders, programmes = self.register_programmes()
             sites = self.register_sites(programmes, receiver, receiver_url)
             codes = self.fund_and_activate(funders, programmes)
+            self.first_window = int(self.finance["redemption"].get("/windows/current")["window_id"])
             self.redeem_window_one(sites, codes)
-            self.close_window_and_clear(1, sites)
+            self.close_window_and_clear(self.first_window, sites)
             self.redeem_window_two(sites, codes)
-            self.close_window_and_clear(2, sites)
+            self.close_window_and_clear(self.first_window + 1, sites)
             self.await_webhooks(receiver)
             self.audit()
         finally:
@@ -192,7 +193,7 @@ class MainJob:
         before = len(self.out.accepted)
         for code in codes["lozere"][int(len(codes["lozere"]) * self.redeem_ratio) : -2]:
             self.redeem(self.rng.choice([s for s in sites if "lozere" in s.programmes]), code, "access-to-rights")
-        window_one = [rid for rid, d in self.out.accepted.items() if d["window_id"] == 1 and rid not in self.out.reversed]
+        window_one = [rid for rid, d in self.out.accepted.items() if d["window_id"] == self.first_window and rid not in self.out.reversed]
         self.reverse(self.rng.choice(sorted(window_one)), by_finance=True)
         self.step(f"window 2: {len(self.out.accepted) - before} more redemptions, "
                   "and finance reverses a window-1 redemption (a negative line in window 2)")  # fmt: skip
@@ -205,13 +206,15 @@ class MainJob:
         expected = self.expected_totals(window)
         self.out.expected_by_site_window.update({(s, window): t for s, t in expected.items()})
         clearing = self.finance["clearing"]
-        statements = wait_for(
-            f"the statements of window {window}",
-            lambda: (lambda sts: sts if len(sts) == len(expected) else None)(clearing.get("/statements", window_id=window)),
-        )
+        def ours() -> list[dict[str, Any]] | None:
+            sts = [s for s in clearing.get("/statements", window_id=window) if s["site_id"] in self.out.site_names]
+            return sts if len(sts) == len(expected) else None
+
+        statements = wait_for(f"the statements of window {window}", ours)
         funder_statements = wait_for(
             f"the funder statements of window {window}",
-            lambda: clearing.get("/funder-statements", window_id=window) or None,
+            lambda: [f for f in clearing.get("/funder-statements", window_id=window)
+                     if f["funder_id"] in self.out.funder_names] or None,
         )
         self.out.statements += statements
         self.out.funder_statements += funder_statements
@@ -239,8 +242,11 @@ class MainJob:
     def audit(self) -> None:
         def replayed() -> AuditReport | None:
             report = replay(read_log(self.bootstrap, self.topic_prefix, [Topic.REDEMPTIONS, Topic.CLEARING]))
-            done = report.funder_statements_issued == len(self.out.funder_statements)
-            return report if done else None
+            # The clearing topic trails the clearing API by one relay pass: wait until what the log
+            # recomputes has all been issued on it.
+            caught_up = (report.statements_issued >= report.statements_recomputed
+                         and report.funder_statements_issued >= report.funder_statements_recomputed)  # fmt: skip
+            return report if caught_up else None
 
         self.out.audit = wait_for("the auditor's replay of the whole log", replayed, timeout=60, every=1)
         verdict = "every figure matches to the cent" if self.out.audit.ok else "DIFFERENCES FOUND"

@@ -42,7 +42,7 @@ def infra() -> tuple[str, str]:
     from deploy.local.stack import ensure_infra
 
     try:
-        started = ensure_infra()
+        started = ensure_infra(state_dir())
     except InfraError as exc:
         fail(str(exc))
         raise
@@ -74,10 +74,14 @@ def up(prefix: str = "passclear.") -> None:
 @app.command()
 def down() -> None:
     """Stop the services, Kafka and Postgres. Leaves no process behind."""
-    from deploy.local.stack import stop_infra
+    from deploy.local.errors import InfraError
+    from deploy.local.stack import LocalStack
 
     ServiceProcesses(state_dir() / "services", {}).stop_all()
-    stop_infra()
+    try:
+        LocalStack(state_dir()).down()
+    except InfraError as exc:
+        fail(str(exc))
     console.print("stopped")
 
 

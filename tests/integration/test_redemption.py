@@ -1,0 +1,180 @@
+"""Redemption on the real broker and database: single use under races, refusals, windows."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from schemas.events import PassRedeemed, WindowClosed
+from schemas.topics import Topic, topic_name
+from services.common.auth import Role
+from tests.integration.flows import FINANCE, Programme, funded_programme
+from tests.integration.helpers import auth, eventually, read_topic, running
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def stack(service_env: dict[str, str]) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    from services.issuer.app import app as issuer_app
+    from services.redemption.app import app as redemption_app
+
+    async with running(issuer_app) as issuer, running(redemption_app) as redemption:
+        yield issuer, redemption
+
+
+@pytest.fixture(scope="module")
+async def programme(stack: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> Programme:
+    issuer, redemption = stack
+    p = await funded_programme(issuer, booklets=40, per_booklet=10, sites=3)
+
+    async def projected() -> bool:
+        r = await redemption.post("/redemptions", json=body(p.codes[-1]), headers=site(p, 0))
+        return r.status_code == 201
+
+    await eventually("the passes to reach the redemption projection", projected)
+    p.codes.pop()
+    return p
+
+
+def body(code: str, path: str = "basic-skills") -> dict[str, object]:
+    return {"code": code, "learning_path": path, "workshop_date": "2026-11-20", "duration_minutes": 90}
+
+
+def site(p: Programme, n: int) -> dict[str, str]:
+    return auth(Role.SITE, p.sites[n])
+
+
+async def test_one_hundred_concurrent_redemptions_of_one_pass_accept_exactly_one(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    _, redemption = stack
+    code = programme.codes.pop()
+    answers = await asyncio.gather(*(
+        redemption.post("/redemptions", json=body(code), headers=site(programme, i % 3)) for i in range(100)
+    ))  # fmt: skip
+    statuses = collections.Counter(a.status_code for a in answers)
+    assert statuses == {201: 1, 409: 99}, statuses
+    refusal = next(a for a in answers if a.status_code == 409).json()
+    assert refusal["type"].endswith("already-redeemed") and programme.sites[0] not in refusal["detail"]
+
+
+async def test_randomized_races_never_double_accept_in_the_database_or_on_the_topic(
+    stack, programme, service_env  # type: ignore[no-untyped-def]
+) -> None:
+    _, redemption = stack
+    codes = [programme.codes.pop() for _ in range(60)]
+    attempts = [(code, n) for code in codes for n in range(4)]
+    import random
+
+    random.Random(7).shuffle(attempts)
+    sem = asyncio.Semaphore(40)
+
+    async def attempt(code: str, n: int) -> tuple[str, int]:
+        async with sem:
+            r = await redemption.post("/redemptions", json=body(code), headers=site(programme, n % 3))
+            return code, r.status_code
+
+    results = await asyncio.gather(*(attempt(c, n) for c, n in attempts))
+    accepted = collections.Counter(code for code, status in results if status == 201)
+    assert set(accepted.values()) == {1} and len(accepted) == len(codes)
+    topic = topic_name(Topic.REDEMPTIONS, service_env["KAFKA_TOPIC_PREFIX"])
+
+    async def on_topic() -> collections.Counter[uuid.UUID] | None:
+        redeemed = collections.Counter(
+            e.payload["pass_id"] for _, _, e in read_topic(service_env["KAFKA_BOOTSTRAP_SERVERS"], topic)
+            if not isinstance(e, bytes) and e.type == PassRedeemed.TYPE
+        )  # fmt: skip
+        return redeemed if sum(redeemed.values()) >= len(codes) else None
+
+    redeemed = await eventually("the redemptions on the topic", on_topic)
+    assert max(redeemed.values()) == 1
+
+
+async def test_refusals_are_problem_bodies_and_change_nothing(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    issuer, redemption = stack
+    code = programme.codes.pop()
+    typo = code[:-1] + ("A" if code[-1] != "A" else "B")
+    cases = [
+        (body(typo), site(programme, 0), 422, "mistyped-code"),
+        (body("23456789ABC"[:-1] + "Z"), site(programme, 0), 422, "mistyped-code"),
+        (body(code, "astrology"), site(programme, 0), 422, "unknown-learning-path"),
+        ({**body(code), "extra": 1}, site(programme, 0), 422, "invalid-request"),
+        (body(code), auth(Role.SITE, str(uuid.uuid4())), 403, "site-not-qualified"),
+        (body(code), FINANCE, 403, "forbidden"),
+        (body(code), {}, 401, "unauthenticated"),
+    ]
+    for payload, headers, status, slug in cases:
+        r = await redemption.post("/redemptions", json=payload, headers=headers)
+        assert r.status_code == status, (slug, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["type"].endswith(slug) and r.json()["title"]
+    # None of them used the pass.
+    r = await redemption.post("/redemptions", json=body(code), headers=site(programme, 0))
+    assert r.status_code == 201
+
+
+async def test_an_idempotency_key_replays_a_resend_and_refuses_a_modified_request(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    _, redemption = stack
+    code, other = programme.codes.pop(), programme.codes.pop()
+    key = {"idempotency-key": f"k-{uuid.uuid4()}", **site(programme, 1)}
+    first = await redemption.post("/redemptions", json=body(code), headers=key)
+    again = await redemption.post("/redemptions", json=body(code), headers=key)
+    assert first.status_code == again.status_code == 201 and first.json() == again.json()
+    modified = await redemption.post("/redemptions", json=body(other), headers=key)
+    assert modified.status_code == 409 and modified.json()["type"].endswith("idempotency-key-reused")
+
+
+async def test_a_reversal_after_the_window_closed_lands_in_the_next_window(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    _, redemption = stack
+    r = await redemption.post("/redemptions", json=body(programme.codes.pop()), headers=site(programme, 2))
+    accepted = r.json()
+    closed = (await redemption.post("/windows/current/close", headers=FINANCE)).json()
+    assert closed["closed_window_id"] == accepted["window_id"]
+    rid = accepted["redemption_id"]
+    other_site = await redemption.post(f"/redemptions/{rid}/reversal", json={"reason": "not mine"},
+                                       headers=site(programme, 0))  # fmt: skip
+    assert other_site.status_code == 404
+    rev = await redemption.post(f"/redemptions/{rid}/reversal", json={"reason": "workshop cancelled"},
+                                headers=site(programme, 2))  # fmt: skip
+    assert rev.status_code == 201 and rev.json()["window_id"] == closed["next_window_id"]
+    twice = await redemption.post(f"/redemptions/{rid}/reversal", json={"reason": "again"}, headers=FINANCE)
+    assert twice.status_code == 409
+
+
+async def test_window_markers_follow_every_redemption_of_their_window_under_concurrent_load(
+    stack, programme, service_env  # type: ignore[no-untyped-def]
+) -> None:
+    _, redemption = stack
+    codes = [programme.codes.pop() for _ in range(80)]
+
+    async def redeem(i: int, code: str) -> None:
+        await redemption.post("/redemptions", json=body(code), headers=site(programme, i % 3))
+
+    async def close_midway() -> int:
+        await asyncio.sleep(0.05)
+        return int((await redemption.post("/windows/current/close", headers=FINANCE)).json()["closed_window_id"])
+
+    *_, window = await asyncio.gather(*(redeem(i, c) for i, c in enumerate(codes)), close_midway())
+    topic = topic_name(Topic.REDEMPTIONS, service_env["KAFKA_TOPIC_PREFIX"])
+
+    async def markers_published() -> list | None:  # type: ignore[type-arg]
+        records = read_topic(service_env["KAFKA_BOOTSTRAP_SERVERS"], topic)
+        marks = [e for _, _, e in records if not isinstance(e, bytes) and e.type == WindowClosed.TYPE
+                 and e.payload["window_id"] == window]  # fmt: skip
+        return records if marks and len(marks) == marks[0].payload["partition_count"] else None
+
+    records = await eventually("the window's markers", markers_published)
+    marker_offset = {
+        p: o for p, o, e in records
+        if not isinstance(e, bytes) and e.type == WindowClosed.TYPE and e.payload["window_id"] == window
+    }  # fmt: skip
+    for partition, offset, e in records:
+        if not isinstance(e, bytes) and e.type == PassRedeemed.TYPE:
+            if e.payload["window_id"] == window:
+                assert offset < marker_offset[partition], "a redemption of the window came after its marker"
+            elif e.payload["window_id"] > window:
+                assert offset > marker_offset[partition], "a later window's redemption came before the marker"

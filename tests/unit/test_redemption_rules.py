@@ -1,0 +1,58 @@
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from services.redemption.domain.rules import PassView, RedemptionView, Refusal, check_redeemable, check_reversible
+
+PASS = PassView(uuid.UUID(int=1), uuid.UUID(int=2), "active", date(2026, 1, 1), date(2026, 12, 31), 31,
+                ("basic-skills",))  # fmt: skip
+TODAY = date(2026, 6, 1)
+
+
+def refusal(**kw) -> int:  # type: ignore[no-untyped-def]
+    args = {"p": PASS, "qualified": True, "today": TODAY, "learning_path": "basic-skills", **kw}
+    with pytest.raises(Refusal) as exc:
+        check_redeemable(**args)
+    return exc.value.status
+
+
+def test_a_valid_pass_at_a_qualified_site_is_accepted() -> None:
+    assert check_redeemable(PASS, qualified=True, today=TODAY, learning_path="basic-skills") == PASS
+
+
+def test_each_refusal_has_its_status() -> None:
+    assert refusal(p=None) == 404
+    assert refusal(p=PassView(**{**PASS.__dict__, "status": "cancelled"})) == 410
+    assert refusal(today=date(2025, 12, 31)) == 409
+    assert refusal(today=date(2027, 2, 1)) == 410
+    assert refusal(qualified=False) == 403
+    assert refusal(learning_path="astrology") == 422
+
+
+def test_the_grace_period_still_accepts() -> None:
+    check_redeemable(PASS, qualified=True, today=date(2027, 1, 31), learning_path="basic-skills")
+
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+SITE = uuid.UUID(int=9)
+R = RedemptionView(uuid.UUID(int=5), SITE, NOW - timedelta(hours=1), False)
+
+
+def test_a_site_reverses_its_own_within_the_delay_and_finance_any_time() -> None:
+    assert check_reversible(R, by_site=SITE, now=NOW, site_delay=timedelta(hours=72)) == R
+    late = NOW + timedelta(days=30)
+    with pytest.raises(Refusal) as exc:
+        check_reversible(R, by_site=SITE, now=late, site_delay=timedelta(hours=72))
+    assert exc.value.status == 403
+    assert check_reversible(R, by_site=None, now=late, site_delay=timedelta(hours=72)) == R
+
+
+def test_another_site_s_redemption_looks_missing_and_twice_is_refused() -> None:
+    with pytest.raises(Refusal) as exc:
+        check_reversible(R, by_site=uuid.UUID(int=10), now=NOW, site_delay=timedelta(hours=72))
+    assert exc.value.status == 404
+    with pytest.raises(Refusal) as exc:
+        check_reversible(RedemptionView(R.redemption_id, SITE, R.accepted_at, True), by_site=None, now=NOW,
+                         site_delay=timedelta(hours=1))  # fmt: skip
+    assert exc.value.status == 409
