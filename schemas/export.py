@@ -17,7 +17,10 @@ OUT = Path(__file__).parent / "json"
 def schema_documents() -> dict[str, str]:
     docs = {"Envelope.json": Envelope.model_json_schema()}
     docs.update({f"{m.TYPE}.v{m.VERSION}.json": m.model_json_schema() for m in PAYLOAD_MODELS})
-    return {name: json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n" for name, doc in docs.items()}
+    return {
+        name: json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        for name, doc in docs.items()
+    }
 
 
 def main() -> None:

@@ -60,7 +60,11 @@ def database_url(infra: object) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def service_env(bootstrap: str, database_url: str, topic_prefix: str) -> Iterator[dict[str, str]]:
     """Points in-process services at this module's database and topics."""
-    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url, "KAFKA_TOPIC_PREFIX": topic_prefix}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DATABASE_URL": database_url,
+        "KAFKA_TOPIC_PREFIX": topic_prefix,
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     yield env

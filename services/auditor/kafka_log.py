@@ -24,7 +24,9 @@ def read_log(bootstrap: str, prefix: str, topics: list[Topic]) -> Iterator[LogRe
     try:
         names = {topic_name(t, prefix): t for t in topics}
         partitions = [
-            TopicPartition(name, p) for name in names for p in sorted(consumer.partitions_for_topic(name) or ())
+            TopicPartition(name, p)
+            for name in names
+            for p in sorted(consumer.partitions_for_topic(name) or ())
         ]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)

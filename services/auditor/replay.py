@@ -123,7 +123,9 @@ def _apply(state: _State, report: AuditReport, record: LogRecord, payload: objec
         state.lines[(payload.window_id, record.partition)].append(core.ledger_line(payload))
     elif isinstance(payload, WindowClosed):
         state.markers[payload.window_id][payload.partition] = payload
-        for st in core.statements_for_partition(payload, state.lines.get((payload.window_id, payload.partition), [])):
+        for st in core.statements_for_partition(
+            payload, state.lines.get((payload.window_id, payload.partition), [])
+        ):
             state.recomputed[st.statement_id] = st
     elif isinstance(payload, StatementIssued):
         state.issued[payload.statement_id] = payload
@@ -133,7 +135,9 @@ def _apply(state: _State, report: AuditReport, record: LogRecord, payload: objec
 
 def _compare(state: _State, report: AuditReport) -> None:
     report.windows_closed = sorted(
-        w for w, parts in state.markers.items() if parts and len(parts) == next(iter(parts.values())).partition_count
+        w
+        for w, parts in state.markers.items()
+        if parts and len(parts) == next(iter(parts.values())).partition_count
     )
     report.statements_recomputed = len(state.recomputed)
     report.statements_issued = len(state.issued)
@@ -141,11 +145,15 @@ def _compare(state: _State, report: AuditReport) -> None:
     for sid, mine in state.recomputed.items():
         if sum(fa.amount_cents for fa in mine.funder_amounts) != mine.total_cents:
             report.violations.append(f"statement {sid}: funder amounts do not sum to the total")
-        _compare_one(report, "statement", str(sid), mine.window_id, str(mine.site_id), mine, state.issued.get(sid))
+        _compare_one(
+            report, "statement", str(sid), mine.window_id, str(mine.site_id), mine, state.issued.get(sid)
+        )
     for sid, theirs in state.issued.items():
         if sid not in state.recomputed:
             report.differences.append(
-                Difference("statement", str(sid), theirs.window_id, str(theirs.site_id), "issued but not in the log")
+                Difference(
+                    "statement", str(sid), theirs.window_id, str(theirs.site_id), "issued but not in the log"
+                )
             )
     _compare_funders(state, report)
 
@@ -167,12 +175,19 @@ def _compare_funders(state: _State, report: AuditReport) -> None:
     for fid, theirs in state.funder_issued.items():
         if fid not in recomputed:
             report.differences.append(
-                Difference("funder-statement", str(fid), theirs.window_id, str(theirs.funder_id),
-                           "issued but not in the log")  # fmt: skip
+                Difference(
+                    "funder-statement",
+                    str(fid),
+                    theirs.window_id,
+                    str(theirs.funder_id),
+                    "issued but not in the log",
+                )
             )
 
 
-def _compare_one(report: AuditReport, kind: str, id_: str, window: int, subject: str, mine: Any, theirs: Any) -> None:
+def _compare_one(
+    report: AuditReport, kind: str, id_: str, window: int, subject: str, mine: Any, theirs: Any
+) -> None:
     if theirs is None:
         report.differences.append(Difference(kind, id_, window, subject, "recomputed but never issued"))
         return

@@ -49,7 +49,9 @@ async def read_statement(statement_id: UUID, rt: Rt, who: Reader) -> dict[str, A
 
 
 @router.get("/funder-statements")
-async def list_funder_statements(rt: Rt, who: FunderReader, window_id: int | None = None) -> list[dict[str, Any]]:
+async def list_funder_statements(
+    rt: Rt, who: FunderReader, window_id: int | None = None
+) -> list[dict[str, Any]]:
     """A funder lists only its own share of each window (its call for funds); finance all."""
     funder = UUID(who.subject) if who.role == Role.FUNDER else None
     rows = await rt.pool.fetch(

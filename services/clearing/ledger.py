@@ -92,9 +92,13 @@ class LedgerApplier:
 
     async def _dead_letter(self, conn: asyncpg.Connection, message: Incoming, reason: str) -> None:
         await record_dead_letter(
-            conn, self._rt.events, consumer=CONSUMER, dead_letter_topic=self._rt.topic(Topic.DEAD_LETTERS),
-            message=message, reason=reason,
-        )  # fmt: skip
+            conn,
+            self._rt.events,
+            consumer=CONSUMER,
+            dead_letter_topic=self._rt.topic(Topic.DEAD_LETTERS),
+            message=message,
+            reason=reason,
+        )
 
 
 async def _first_time(conn: asyncpg.Connection, event_id: uuid.UUID) -> bool:

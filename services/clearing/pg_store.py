@@ -17,10 +17,17 @@ async def add_lines(conn: asyncpg.Connection, lines: list[tuple[LedgerLine, int]
         "funders, at, partition) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (ref_id) DO NOTHING",
         [
             (
-                line.ref_id, line.kind, line.site_id, line.pass_id, line.programme_id, line.window_id,
-                line.amount_cents, json.dumps([f.model_dump(mode="json") for f in line.funders]), line.at,
+                line.ref_id,
+                line.kind,
+                line.site_id,
+                line.pass_id,
+                line.programme_id,
+                line.window_id,
+                line.amount_cents,
+                json.dumps([f.model_dump(mode="json") for f in line.funders]),
+                line.at,
                 partition,
-            )  # fmt: skip
+            )
             for line, partition in lines
         ],
     )
@@ -32,9 +39,16 @@ async def lines_of(conn: asyncpg.Connection, window_id: int, partition: int) -> 
     )
     return [
         LedgerLine(
-            r["kind"], r["ref_id"], r["site_id"], r["pass_id"], r["programme_id"], r["window_id"],
-            r["amount_cents"], tuple(FunderShare.model_validate(f) for f in json.loads(r["funders"])), r["at"],
-        )  # fmt: skip
+            r["kind"],
+            r["ref_id"],
+            r["site_id"],
+            r["pass_id"],
+            r["programme_id"],
+            r["window_id"],
+            r["amount_cents"],
+            tuple(FunderShare.model_validate(f) for f in json.loads(r["funders"])),
+            r["at"],
+        )
         for r in rows
     ]
 
@@ -44,8 +58,12 @@ async def record_closed_partition(conn: asyncpg.Connection, marker: WindowClosed
     await conn.execute(
         "INSERT INTO closed_partitions (window_id, partition, partition_count, opened_at, closed_at) "
         "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        marker.window_id, marker.partition, marker.partition_count, marker.opened_at, marker.closed_at,
-    )  # fmt: skip
+        marker.window_id,
+        marker.partition,
+        marker.partition_count,
+        marker.opened_at,
+        marker.closed_at,
+    )
     closed: int = await conn.fetchval(
         "SELECT count(*) FROM closed_partitions WHERE window_id = $1", marker.window_id
     )
@@ -56,8 +74,13 @@ async def save_statement(conn: asyncpg.Connection, st: StatementIssued) -> None:
     await conn.execute(
         "INSERT INTO statements (statement_id, window_id, site_id, total_cents, digest, body) "
         "VALUES ($1, $2, $3, $4, $5, $6)",
-        st.statement_id, st.window_id, st.site_id, st.total_cents, st.digest, st.model_dump_json(),
-    )  # fmt: skip
+        st.statement_id,
+        st.window_id,
+        st.site_id,
+        st.total_cents,
+        st.digest,
+        st.model_dump_json(),
+    )
 
 
 async def statements_of(conn: asyncpg.Connection, window_id: int) -> list[StatementIssued]:
@@ -69,8 +92,13 @@ async def save_funder_statement(conn: asyncpg.Connection, fs: FunderStatementIss
     await conn.execute(
         "INSERT INTO funder_statements (funder_statement_id, window_id, funder_id, amount_cents, digest, body) "
         "VALUES ($1, $2, $3, $4, $5, $6)",
-        fs.funder_statement_id, fs.window_id, fs.funder_id, fs.amount_cents, fs.digest, fs.model_dump_json(),
-    )  # fmt: skip
+        fs.funder_statement_id,
+        fs.window_id,
+        fs.funder_id,
+        fs.amount_cents,
+        fs.digest,
+        fs.model_dump_json(),
+    )
 
 
 async def statement(conn: asyncpg.Connection | asyncpg.Pool, statement_id: UUID) -> asyncpg.Record | None:

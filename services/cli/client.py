@@ -17,7 +17,9 @@ class ApiError(Exception):
     def __init__(self, response: httpx.Response) -> None:
         self.status = response.status_code
         self.problem: dict[str, Any] = response.json() if response.content else {}
-        super().__init__(f"{response.request.method} {response.request.url.path} → {self.status}: {self.problem}")
+        super().__init__(
+            f"{response.request.method} {response.request.url.path} → {self.status}: {self.problem}"
+        )
 
 
 class Api:
@@ -48,7 +50,10 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, ev
     """Poll `probe` until it returns something truthy; fail with `what` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
-        result = probe()
+        try:
+            result = probe()
+        except httpx.TransportError:
+            result = None  # the service is (re)starting: ask again
         if result:
             return result
         if time.monotonic() > deadline:

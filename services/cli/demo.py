@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from schemas.topics import Topic
 from services.auditor.kafka_log import read_log
 from services.auditor.replay import AuditReport, replay
-from schemas.topics import Topic
 from services.cli import scenario
 from services.cli.client import Api, ApiError, wait_for
 from services.cli.receiver import WebhookReceiver
@@ -59,7 +59,9 @@ class MainJob:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.finance = {name: Api(url, self.secret, Role.FINANCE, "finance-demo") for name, url in self.urls.items()}
+        self.finance = {
+            name: Api(url, self.secret, Role.FINANCE, "finance-demo") for name, url in self.urls.items()
+        }
         self.out = Outcome()
 
     def run(self) -> Outcome:
@@ -91,11 +93,16 @@ class MainJob:
         programmes = {}
         for p in scenario.PROGRAMMES:
             body = {
-                "name": p.name, "territory": p.territory, "face_value_cents": 1000,
-                "passes_per_booklet": p.passes_per_booklet, "valid_from": "2026-01-01",
-                "valid_until": "2026-12-31", "grace_days": 31, "learning_paths": scenario.PATHS,
+                "name": p.name,
+                "territory": p.territory,
+                "face_value_cents": 1000,
+                "passes_per_booklet": p.passes_per_booklet,
+                "valid_from": "2026-01-01",
+                "valid_until": "2026-12-31",
+                "grace_days": 31,
+                "learning_paths": scenario.PATHS,
                 "funders": [{"funder_id": funders[k], "share_bp": bp} for k, bp in p.shares],
-            }  # fmt: skip
+            }
             programmes[p.key] = issuer.post("/programmes", body)["programme_id"]
             shares = " / ".join(f"{k} {bp / 100:g} %" for k, bp in p.shares)
             self.step(f"programme registered: {p.name} ({shares})")
@@ -104,8 +111,13 @@ class MainJob:
     def register_sites(self, programmes: dict[str, str], receiver: WebhookReceiver, url: str) -> list[Site]:
         issuer, sites = self.finance["issuer"], []
         for spec in scenario.SITES:
-            body = {"name": spec.name, "siret": scenario.siret(self.rng), "iban": scenario.iban(self.rng),
-                    "bic": "BNPAFRPP", "contact_email": "contact@example.org"}  # fmt: skip
+            body = {
+                "name": spec.name,
+                "siret": scenario.siret(self.rng),
+                "iban": scenario.iban(self.rng),
+                "bic": "BNPAFRPP",
+                "contact_email": "contact@example.org",
+            }
             site = Site(issuer.post("/sites", body)["site_id"], spec.name, spec.programmes)
             for key in spec.programmes:
                 issuer.post(f"/sites/{site.site_id}/qualifications", {"programme_id": programmes[key]})
@@ -120,11 +132,15 @@ class MainJob:
     def fund_and_activate(self, funders: dict[str, str], programmes: dict[str, str]) -> dict[str, list[str]]:
         codes: dict[str, list[str]] = {}
         for p in scenario.PROGRAMMES:
-            order = self.finance["issuer"].post("/orders", {"programme_id": programmes[p.key], "booklets": p.booklets})
+            order = self.finance["issuer"].post(
+                "/orders", {"programme_id": programmes[p.key], "booklets": p.booklets}
+            )
             for due in order["dues"]:
                 funder = Api(self.urls["issuer"], self.secret, Role.FUNDER, due["funder_id"])
-                funder.post(f"/orders/{order['order_id']}/payments",
-                            {"amount_cents": due["amount_cents"], "bank_reference": f"VIR-{uuid.uuid4().hex[:10]}"})  # fmt: skip
+                funder.post(
+                    f"/orders/{order['order_id']}/payments",
+                    {"amount_cents": due["amount_cents"], "bank_reference": f"VIR-{uuid.uuid4().hex[:10]}"},
+                )
             detail = self.finance["issuer"].get(f"/orders/{order['order_id']}")
             codes[p.key] = [pass_["code"] for b in detail["booklets"] for pass_ in b["passes"]]
             self.step(
@@ -136,9 +152,16 @@ class MainJob:
     # --- redemption -------------------------------------------------------------------------
 
     def redeem(self, site: Site, code: str, path: str, *, attempt: str = "") -> dict[str, Any] | None:
-        body = {"code": code, "learning_path": path, "workshop_date": date.today().isoformat(), "duration_minutes": 120}
+        body = {
+            "code": code,
+            "learning_path": path,
+            "workshop_date": date.today().isoformat(),
+            "duration_minutes": 120,
+        }
         try:
-            answer: dict[str, Any] = site.api["redemption"].post("/redemptions", body, key=f"{site.site_id}:{code}{attempt}")
+            answer: dict[str, Any] = site.api["redemption"].post(
+                "/redemptions", body, key=f"{site.site_id}:{code}{attempt}"
+            )
         except ApiError as exc:
             self.out.refusals.append((code, exc.status, exc.problem.get("title", "")))
             return None
@@ -148,8 +171,11 @@ class MainJob:
     def redeem_window_one(self, sites: list[Site], codes: dict[str, list[str]]) -> None:
         first_site = next(s for s in sites if "bfc" in s.programmes)
         # The redemption service learns of the passes from the issuer's events: wait for it.
-        wait_for("the first passes to reach the redemption service",
-                 lambda: self._try_first(first_site, codes["bfc"][0]), timeout=60)  # fmt: skip
+        wait_for(
+            "the first passes to reach the redemption service",
+            lambda: self._try_first(first_site, codes["bfc"][0]),
+            timeout=60,
+        )
         for key, programme_codes in codes.items():
             qualified = [s for s in sites if key in s.programmes]
             chosen = programme_codes[1 : int(len(programme_codes) * self.redeem_ratio)]
@@ -174,8 +200,11 @@ class MainJob:
         lozere_only = next(s for s in sites if s.programmes == ["lozere"])
         typo = codes["bfc"][-1]
         typo = typo[:-1] + ("A" if typo[-1] != "A" else "B")
-        cases = [(site, typo, "mistyped code"), (site, used["code"], "second use of a pass"),
-                 (lozere_only, codes["bfc"][-2], "site not qualified for the programme")]  # fmt: skip
+        cases = [
+            (site, typo, "mistyped code"),
+            (site, used["code"], "second use of a pass"),
+            (lozere_only, codes["bfc"][-2], "site not qualified for the programme"),
+        ]
         for who, code, what in cases:
             before = len(self.out.refusals)
             self.redeem(who, code, "basic-skills", attempt=":again")
@@ -184,19 +213,30 @@ class MainJob:
 
     def reverse(self, redemption_id: str, *, by_finance: bool) -> None:
         details = self.out.accepted[redemption_id]
-        api = self.finance["redemption"] if by_finance else Api(
-            self.urls["redemption"], self.secret, Role.SITE, details["site_id"])  # fmt: skip
+        api = (
+            self.finance["redemption"]
+            if by_finance
+            else Api(self.urls["redemption"], self.secret, Role.SITE, details["site_id"])
+        )
         answer = api.post(f"/redemptions/{redemption_id}/reversal", {"reason": "atelier annulé"})
         self.out.reversed[redemption_id] = answer["window_id"]
 
     def redeem_window_two(self, sites: list[Site], codes: dict[str, list[str]]) -> None:
         before = len(self.out.accepted)
         for code in codes["lozere"][int(len(codes["lozere"]) * self.redeem_ratio) : -2]:
-            self.redeem(self.rng.choice([s for s in sites if "lozere" in s.programmes]), code, "access-to-rights")
-        window_one = [rid for rid, d in self.out.accepted.items() if d["window_id"] == self.first_window and rid not in self.out.reversed]
+            self.redeem(
+                self.rng.choice([s for s in sites if "lozere" in s.programmes]), code, "access-to-rights"
+            )
+        window_one = [
+            rid
+            for rid, d in self.out.accepted.items()
+            if d["window_id"] == self.first_window and rid not in self.out.reversed
+        ]
         self.reverse(self.rng.choice(sorted(window_one)), by_finance=True)
-        self.step(f"window 2: {len(self.out.accepted) - before} more redemptions, "
-                  "and finance reverses a window-1 redemption (a negative line in window 2)")  # fmt: skip
+        self.step(
+            f"window 2: {len(self.out.accepted) - before} more redemptions, "
+            "and finance reverses a window-1 redemption (a negative line in window 2)"
+        )
 
     # --- clearing, notification, audit ------------------------------------------------------
 
@@ -206,21 +246,34 @@ class MainJob:
         expected = self.expected_totals(window)
         self.out.expected_by_site_window.update({(s, window): t for s, t in expected.items()})
         clearing = self.finance["clearing"]
+
         def ours() -> list[dict[str, Any]] | None:
-            sts = [s for s in clearing.get("/statements", window_id=window) if s["site_id"] in self.out.site_names]
+            sts = [
+                s
+                for s in clearing.get("/statements", window_id=window)
+                if s["site_id"] in self.out.site_names
+            ]
             return sts if len(sts) == len(expected) else None
 
         statements = wait_for(f"the statements of window {window}", ours)
         funder_statements = wait_for(
             f"the funder statements of window {window}",
-            lambda: [f for f in clearing.get("/funder-statements", window_id=window)
-                     if f["funder_id"] in self.out.funder_names] or None,
+            lambda: (
+                [
+                    f
+                    for f in clearing.get("/funder-statements", window_id=window)
+                    if f["funder_id"] in self.out.funder_names
+                ]
+                or None
+            ),
         )
         self.out.statements += statements
         self.out.funder_statements += funder_statements
         total = sum(s["total_cents"] for s in statements)
-        self.step(f"window {window} closed → {len(statements)} site statements, {len(funder_statements)} funder "
-                  f"statements, {total / 100:.2f} € owed to sites")  # fmt: skip
+        self.step(
+            f"window {window} closed → {len(statements)} site statements, {len(funder_statements)} funder "
+            f"statements, {total / 100:.2f} € owed to sites"
+        )
 
     def expected_totals(self, window: int) -> dict[str, int]:
         """What each site is owed for the window, from what the demo saw accepted and reversed."""
@@ -233,19 +286,25 @@ class MainJob:
         return dict(totals)
 
     def await_webhooks(self, receiver: WebhookReceiver) -> None:
-        wait_for("a webhook for every statement",
-                 lambda: len({r.headers.get("webhook-id") for r in receiver.received}) >= len(self.out.statements))  # fmt: skip
+        wait_for(
+            "a webhook for every statement",
+            lambda: len({r.headers.get("webhook-id") for r in receiver.received}) >= len(self.out.statements),
+        )
         self.out.webhooks_received = len(receiver.received)
         self.out.webhooks_verified = sum(1 for r in receiver.received if r.verified)
-        self.step(f"{self.out.webhooks_verified} signed webhooks received and verified by the sites' endpoint")
+        self.step(
+            f"{self.out.webhooks_verified} signed webhooks received and verified by the sites' endpoint"
+        )
 
     def audit(self) -> None:
         def replayed() -> AuditReport | None:
             report = replay(read_log(self.bootstrap, self.topic_prefix, [Topic.REDEMPTIONS, Topic.CLEARING]))
             # The clearing topic trails the clearing API by one relay pass: wait until what the log
             # recomputes has all been issued on it.
-            caught_up = (report.statements_issued >= report.statements_recomputed
-                         and report.funder_statements_issued >= report.funder_statements_recomputed)  # fmt: skip
+            caught_up = (
+                report.statements_issued >= report.statements_recomputed
+                and report.funder_statements_issued >= report.funder_statements_recomputed
+            )
             return report if caught_up else None
 
         self.out.audit = wait_for("the auditor's replay of the whole log", replayed, timeout=60, every=1)

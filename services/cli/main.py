@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from services.cli.processes import ServiceProcesses, StackError
 from services.common.auth import Role, issue_token
 from services.common.money import format_eur
 from services.common.settings import DEV_SECRET
+
+if TYPE_CHECKING:
+    from services.cli.demo import Outcome
 
 app = typer.Typer(help="passclear: clearing of Pass Numérique vouchers.", no_args_is_help=True)
 audit_app = typer.Typer(help="The auditor's tools.", no_args_is_help=True)
@@ -119,34 +122,46 @@ def demo(keep: Annotated[bool, typer.Option(help="leave the system running after
     finally:
         if not keep:
             procs.stop_all()
-    console.print(f"\nmain job finished in {time.monotonic() - started:.1f}s — "
-                  + ("[bold green]all figures reconcile[/]" if ok else "[bold red]figures do not reconcile[/]"))  # fmt: skip
+    console.print(
+        f"\nmain job finished in {time.monotonic() - started:.1f}s — "
+        + ("[bold green]all figures reconcile[/]" if ok else "[bold red]figures do not reconcile[/]")
+    )
     if keep:
         console.print("the system is still running: `passclear down` (or `make down`) stops it")
     if not ok:
         raise typer.Exit(1)
 
 
-def _matches(outcome: object) -> bool:
-    statements = {(s["site_id"], s["window_id"]): s["total_cents"] for s in outcome.statements}  # type: ignore[attr-defined]
-    return statements == outcome.expected_by_site_window  # type: ignore[attr-defined]
+def _matches(outcome: Outcome) -> bool:
+    statements = {(s["site_id"], s["window_id"]): s["total_cents"] for s in outcome.statements}
+    return statements == outcome.expected_by_site_window
 
 
-def _summary(outcome: object) -> None:
+def _summary(outcome: Outcome) -> None:
     o = outcome  # the demo's Outcome
     table = Table(title="Clearing statements (relevés de compensation)", show_lines=False)
     for col in ("window", "site", "passes", "reversals", "owed", "expected payout"):
         table.add_column(col, justify="right" if col in ("passes", "reversals", "owed") else "left")
-    for s in sorted(o.statements, key=lambda s: (s["window_id"], o.site_names[s["site_id"]])):  # type: ignore[attr-defined]
-        table.add_row(str(s["window_id"]), o.site_names[s["site_id"]], str(s["redemptions"]),  # type: ignore[attr-defined]
-                      str(s["reversals"]), format_eur(s["total_cents"]), s["expected_payout_date"])  # fmt: skip
+    for s in sorted(o.statements, key=lambda s: (s["window_id"], o.site_names[s["site_id"]])):
+        table.add_row(
+            str(s["window_id"]),
+            o.site_names[s["site_id"]],
+            str(s["redemptions"]),
+            str(s["reversals"]),
+            format_eur(s["total_cents"]),
+            s["expected_payout_date"],
+        )
     console.print(table)
     funders = Table(title="Calls for funds (funder statements)")
     for col in ("window", "funder", "statements", "amount"):
         funders.add_column(col, justify="right" if col in ("statements", "amount") else "left")
-    for f in sorted(o.funder_statements, key=lambda f: (f["window_id"], o.funder_names[f["funder_id"]])):  # type: ignore[attr-defined]
-        funders.add_row(str(f["window_id"]), o.funder_names[f["funder_id"]], str(f["statements"]),  # type: ignore[attr-defined]
-                        format_eur(f["amount_cents"]))  # fmt: skip
+    for f in sorted(o.funder_statements, key=lambda f: (f["window_id"], o.funder_names[f["funder_id"]])):
+        funders.add_row(
+            str(f["window_id"]),
+            o.funder_names[f["funder_id"]],
+            str(f["statements"]),
+            format_eur(f["amount_cents"]),
+        )
     console.print(funders)
 
 

@@ -5,6 +5,7 @@ it (or killing it with SIGKILL in a test) takes its whole process group."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -45,9 +46,18 @@ class ServiceProcesses:
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable, "-m", "uvicorn", f"services.{name}.app:app",
-            "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"services.{name}.app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
         with open(logs / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
                 command, env=self.service_env(), stdout=log, stderr=log, start_new_session=True
@@ -62,7 +72,9 @@ class ServiceProcesses:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.running(name):
-                raise StackError(f"the {name} service exited; see {self.state_dir / 'logs' / (name + '.log')}")
+                raise StackError(
+                    f"the {name} service exited; see {self.state_dir / 'logs' / (name + '.log')}"
+                )
             try:
                 if httpx.get(f"{self.url(name)}/ready", timeout=2).status_code == 200:
                     return
@@ -99,25 +111,19 @@ class ServiceProcesses:
         """Send `sig` to the service's process group (SIGKILL: no chance to clean up)."""
         pid = self.pid(name)
         if pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, sig)
-            except ProcessLookupError:
-                pass
             self._wait_gone(pid, 15)
 
     def stop(self, name: str) -> None:
         pid = self.pid(name)
         if pid is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         if not self._wait_gone(pid, 20):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self._wait_gone(pid, 5)
         self._pid_file(name).unlink(missing_ok=True)
 

@@ -46,11 +46,23 @@ FUNDERS = [
     FunderSpec("enedis", "Enedis", "enedis"),
 ]
 PROGRAMMES = [
-    ProgrammeSpec("bfc", "Pass Numérique Bourgogne-Franche-Comté 2026", "Bourgogne-Franche-Comté", 5,
-                  [("bfc", 5000), ("anct", 3000), ("enedis", 2000)], 60),
-    ProgrammeSpec("lozere", "Pass Numérique Lozère 2026", "Lozère", 10,
-                  [("lozere", 4000), ("occitanie", 3000), ("anct", 2000), ("enedis", 1000)], 12),
-]  # fmt: skip
+    ProgrammeSpec(
+        "bfc",
+        "Pass Numérique Bourgogne-Franche-Comté 2026",
+        "Bourgogne-Franche-Comté",
+        5,
+        [("bfc", 5000), ("anct", 3000), ("enedis", 2000)],
+        60,
+    ),
+    ProgrammeSpec(
+        "lozere",
+        "Pass Numérique Lozère 2026",
+        "Lozère",
+        10,
+        [("lozere", 4000), ("occitanie", 3000), ("anct", 2000), ("enedis", 1000)],
+        12,
+    ),
+]
 SITES = [
     SiteSpec("Espace public numérique de Dole", ["bfc"]),
     SiteSpec("Médiathèque de Besançon — atelier numérique", ["bfc"]),

@@ -56,7 +56,9 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise Problem(401, "unauthenticated", "Credentials required", "send Authorization: Bearer <token>")
+            raise Problem(
+                401, "unauthenticated", "Credentials required", "send Authorization: Bearer <token>"
+            )
         principal = read_token(request.app.state.auth_secret, token)
         if principal.role not in roles:
             allowed = ", ".join(r.value for r in roles)

@@ -7,6 +7,7 @@ processed-event record, and commits the Kafka offset only after that transaction
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
@@ -21,8 +22,8 @@ from schemas.envelope import Envelope
 from schemas.events import Payload, parse_payload
 from schemas.topics import TOPICS, Topic, topic_name
 from services.common import inbox, metrics
-from services.common.events import EventFactory
 from services.common.dead_letters import Incoming, PoisonMessage, first_line, record_dead_letter
+from services.common.events import EventFactory
 
 log = structlog.get_logger()
 LAG_REPORT_SECONDS = 5.0
@@ -54,10 +55,9 @@ def ensure_topics(bootstrap: str, prefix: str) -> list[str]:
             if name not in existing
         ]
         if missing:
-            try:
+            # Another service may have created them first.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another service created them first
         return [t.name for t in missing]
     finally:
         admin.close()
@@ -103,7 +103,7 @@ class EventConsumer:
         try:
             while not stop.is_set():
                 batch = await asyncio.to_thread(consumer.poll, 200, 500)
-                for tp, messages in batch.items():
+                for _tp, messages in batch.items():
                     for message in messages:
                         await self._apply_with_retry(message, stop)
                 if batch:
@@ -168,9 +168,13 @@ class EventConsumer:
 
     async def _dead_letter(self, conn: asyncpg.Connection, message: Incoming, reason: str) -> None:
         await record_dead_letter(
-            conn, self._events, consumer=self.name, dead_letter_topic=self._dead_letter_topic,
-            message=message, reason=reason,
-        )  # fmt: skip
+            conn,
+            self._events,
+            consumer=self.name,
+            dead_letter_topic=self._dead_letter_topic,
+            message=message,
+            reason=reason,
+        )
 
     def _report_lag(self, consumer: KafkaConsumer) -> None:
         assigned: list[TopicPartition] = list(consumer.assignment())
@@ -178,5 +182,3 @@ class EventConsumer:
             ends = consumer.end_offsets(assigned)
             lag = sum(max(0, ends[tp] - consumer.position(tp)) for tp in assigned)
             metrics.CONSUMER_LAG.labels(self.name).set(lag)
-
-

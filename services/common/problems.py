@@ -51,11 +51,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
-        return problem_response(Problem(422, "invalid-request", "The request is not valid", detail, errors=errors))
+        return problem_response(
+            Problem(422, "invalid-request", "The request is not valid", detail, errors=errors)
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}.get(exc.status_code, "error")
+        slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthenticated"}.get(
+            exc.status_code, "error"
+        )
         return problem_response(Problem(exc.status_code, slug, str(exc.detail), str(exc.detail)))
 
     @app.exception_handler(Exception)

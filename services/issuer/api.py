@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 
+from schemas import pass_codes as codes
 from schemas.events import (
     BookletActivated,
     FunderDue,
@@ -29,7 +30,6 @@ from services.common.outbox import enqueue
 from services.common.problems import Problem
 from services.common.runtime import Runtime
 from services.issuer import pg_store
-from schemas import pass_codes as codes
 from services.issuer.domain.model import (
     Refused,
     Share,
@@ -113,9 +113,16 @@ async def register_programme(
         await conn.execute(
             "INSERT INTO programmes (programme_id, name, territory, face_value_cents, passes_per_booklet, "
             "valid_from, valid_until, grace_days, learning_paths) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-            programme_id, body.name, body.territory, body.face_value_cents, body.passes_per_booklet,
-            body.valid_from, body.valid_until, body.grace_days, body.learning_paths,
-        )  # fmt: skip
+            programme_id,
+            body.name,
+            body.territory,
+            body.face_value_cents,
+            body.passes_per_booklet,
+            body.valid_from,
+            body.valid_until,
+            body.grace_days,
+            body.learning_paths,
+        )
         await conn.executemany(
             "INSERT INTO programme_funders (programme_id, funder_id, position, share_bp) VALUES ($1,$2,$3,$4)",
             [(programme_id, s.funder_id, i, s.share_bp) for i, s in enumerate(shares)],
@@ -140,8 +147,13 @@ async def register_site(body: NewSite, rt: Rt, who: Finance, key: IdempotencyKey
         inserted = await conn.fetchval(
             "INSERT INTO sites (site_id, name, siret, iban, bic, contact_email) VALUES ($1,$2,$3,$4,$5,$6) "
             "ON CONFLICT (siret) DO NOTHING RETURNING true",
-            site_id, body.name, body.siret, body.iban, body.bic, body.contact_email,
-        )  # fmt: skip
+            site_id,
+            body.name,
+            body.siret,
+            body.iban,
+            body.bic,
+            body.contact_email,
+        )
         if not inserted:
             raise Refused(409, "site-exists", f"a site with SIRET {body.siret} is already registered")
         await emit(rt, conn, SiteRegistered(site_id=site_id, name=body.name, siret=body.siret), site_id)
@@ -178,28 +190,37 @@ async def qualify_site(
 @router.get("/sites/{site_id}/payout-details", tags=["registry"])
 async def payout_details(site_id: UUID, rt: Rt, who: FinanceOrService) -> dict[str, str]:
     """Finance and services only: the site's IBAN, BIC and contact e-mail (never sent on Kafka)."""
-    row = await rt.pool.fetchrow("SELECT name, iban, bic, contact_email FROM sites WHERE site_id = $1", site_id)
+    row = await rt.pool.fetchrow(
+        "SELECT name, iban, bic, contact_email FROM sites WHERE site_id = $1", site_id
+    )
     if row is None:
         raise Problem(404, "unknown-site", "Unknown site", f"no site {site_id}")
     return dict(row)
 
 
 @router.post("/orders", status_code=201, tags=["orders"])
-async def place_order(body: NewOrder, rt: Rt, who: FunderOrFinance, key: IdempotencyKey = None) -> JSONResponse:
+async def place_order(
+    body: NewOrder, rt: Rt, who: FunderOrFinance, key: IdempotencyKey = None
+) -> JSONResponse:
     """Order booklets for a programme. They activate once every funder has paid its share."""
 
     async def action(conn: asyncpg.Connection) -> dict[str, Any]:
         programme = await pg_store.programme(conn, body.programme_id)
         if programme is None:
             raise Refused(404, "unknown-programme", f"no programme {body.programme_id}")
-        total = order_total_cents(body.booklets, programme["passes_per_booklet"], programme["face_value_cents"])
+        total = order_total_cents(
+            body.booklets, programme["passes_per_booklet"], programme["face_value_cents"]
+        )
         dues = funder_dues(total, await pg_store.programme_shares(conn, body.programme_id))
         order_id = rt.ids.new()
         await conn.execute(
             "INSERT INTO orders (order_id, programme_id, booklets, face_value_total_cents, status) "
             "VALUES ($1, $2, $3, $4, 'awaiting_funds')",
-            order_id, body.programme_id, body.booklets, total,
-        )  # fmt: skip
+            order_id,
+            body.programme_id,
+            body.booklets,
+            total,
+        )
         await conn.executemany(
             "INSERT INTO order_dues (order_id, funder_id, position, amount_cents) VALUES ($1, $2, $3, $4)",
             [(order_id, f, i, amount) for i, (f, amount) in enumerate(dues)],
@@ -239,12 +260,20 @@ async def record_payment(
         await conn.execute(
             "INSERT INTO payments (payment_id, order_id, funder_id, amount_cents, bank_reference) "
             "VALUES ($1, $2, $3, $4, $5)",
-            payment_id, order_id, funder_id, body.amount_cents, body.bank_reference,
-        )  # fmt: skip
+            payment_id,
+            order_id,
+            funder_id,
+            body.amount_cents,
+            body.bank_reference,
+        )
         event = FunderPaymentRecorded(
-            payment_id=payment_id, order_id=order_id, programme_id=order["programme_id"],
-            funder_id=funder_id, amount_cents=body.amount_cents, bank_reference=body.bank_reference,
-        )  # fmt: skip
+            payment_id=payment_id,
+            order_id=order_id,
+            programme_id=order["programme_id"],
+            funder_id=funder_id,
+            amount_cents=body.amount_cents,
+            bank_reference=body.bank_reference,
+        )
         await emit(rt, conn, event, order["programme_id"])
         activated = fully_funded(dues, funder_id)
         if activated:
@@ -307,14 +336,18 @@ async def read_order(order_id: UUID, rt: Rt, who: Finance) -> dict[str, Any]:
         )
     booklets: dict[str, dict[str, Any]] = {}
     for row in passes:
-        booklet = booklets.setdefault(str(row["booklet_id"]), {"booklet_id": str(row["booklet_id"]), "passes": []})
+        booklet = booklets.setdefault(
+            str(row["booklet_id"]), {"booklet_id": str(row["booklet_id"]), "passes": []}
+        )
         booklet["passes"].append({"pass_id": str(row["pass_id"]), "code": codes.display(row["code"])})
     return {
         "order_id": str(order_id),
         "programme_id": str(order["programme_id"]),
         "status": order["status"],
         "face_value_total_cents": order["face_value_total_cents"],
-        "dues": [{"funder_id": str(d.funder_id), "amount_cents": d.amount_cents, "paid": d.paid} for d in dues],
+        "dues": [
+            {"funder_id": str(d.funder_id), "amount_cents": d.amount_cents, "paid": d.paid} for d in dues
+        ],
         "booklets": list(booklets.values()),
     }
 

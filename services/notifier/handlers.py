@@ -42,8 +42,12 @@ async def statement_issued(conn: asyncpg.Connection, st: StatementIssued) -> Non
         await conn.execute(
             "INSERT INTO deliveries (notification_id, statement_id, site_id, endpoint_id, body, next_attempt_at) "
             "VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT DO NOTHING",
-            nid, st.statement_id, st.site_id, endpoint["endpoint_id"], webhook_body(st, nid),
-        )  # fmt: skip
+            nid,
+            st.statement_id,
+            st.site_id,
+            endpoint["endpoint_id"],
+            webhook_body(st, nid),
+        )
 
 
 async def apply(conn: asyncpg.Connection, _: Envelope, payload: Payload) -> None:

@@ -6,6 +6,7 @@ once; a crash mid-send leaves it pending and it is sent again with the same webh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime
 
 import asyncpg
@@ -42,10 +43,8 @@ class WebhookSender:
             while not stop.is_set():
                 sent = await self.send_due(client)
                 if sent == 0:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self._settings.poll_seconds)
-                    except TimeoutError:
-                        pass
 
     async def send_due(self, client: httpx.AsyncClient) -> int:
         async with self._rt.pool.acquire() as conn, conn.transaction():
@@ -75,30 +74,46 @@ class WebhookSender:
         now = self._rt.clock.now()
         await conn.execute(
             "INSERT INTO delivery_attempts (notification_id, attempt, at, outcome) VALUES ($1, $2, $3, $4)",
-            row["notification_id"], attempt, now, error or "delivered",
-        )  # fmt: skip
+            row["notification_id"],
+            attempt,
+            now,
+            error or "delivered",
+        )
         if error is None:
             await conn.execute(
                 "UPDATE deliveries SET status = 'delivered', attempts = $2, delivered_at = $3, last_error = NULL "
                 "WHERE notification_id = $1",
-                row["notification_id"], attempt, now,
-            )  # fmt: skip
+                row["notification_id"],
+                attempt,
+                now,
+            )
             event: NotificationDelivered | NotificationFailed = NotificationDelivered(
-                notification_id=row["notification_id"], statement_id=row["statement_id"],
-                site_id=row["site_id"], channel="webhook", attempts=attempt,
-            )  # fmt: skip
+                notification_id=row["notification_id"],
+                statement_id=row["statement_id"],
+                site_id=row["site_id"],
+                channel="webhook",
+                attempts=attempt,
+            )
         else:
             retry_at = next_attempt(attempt, now, self._settings.retry_schedule)
             await conn.execute(
                 "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = COALESCE($4, next_attempt_at), "
                 "last_error = $5 WHERE notification_id = $1",
-                row["notification_id"], "pending" if retry_at else "failed", attempt, retry_at, error,
-            )  # fmt: skip
+                row["notification_id"],
+                "pending" if retry_at else "failed",
+                attempt,
+                retry_at,
+                error,
+            )
             if retry_at is not None:
                 return
             event = NotificationFailed(
-                notification_id=row["notification_id"], statement_id=row["statement_id"],
-                site_id=row["site_id"], channel="webhook", attempts=attempt, reason=error,
-            )  # fmt: skip
+                notification_id=row["notification_id"],
+                statement_id=row["statement_id"],
+                site_id=row["site_id"],
+                channel="webhook",
+                attempts=attempt,
+                reason=error,
+            )
         envelope = self._rt.events.envelope(event, key=str(row["site_id"]))
         await enqueue(conn, self._rt.topic(Topic.NOTIFICATIONS), envelope)

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.pass_codes import InvalidCode, normalize
 from schemas.events import PassRedeemed, RedemptionReversed, WindowClosed
+from schemas.pass_codes import InvalidCode, normalize
 from schemas.topics import Topic
 from services.common.auth import Principal, Role, require
 from services.common.http import claim_idempotency_key, request_hash, store_idempotent_answer
@@ -89,8 +89,9 @@ async def accept(
     view = found[0] if found else None
     qualified = view is not None and await pg_store.is_qualified(conn, site_id, view.programme_id)
     now = rt.clock.now()
-    rules.check_redeemable(view, qualified=qualified, today=now.astimezone(PARIS).date(),
-                           learning_path=body.learning_path)  # fmt: skip
+    rules.check_redeemable(
+        view, qualified=qualified, today=now.astimezone(PARIS).date(), learning_path=body.learning_path
+    )
     assert found is not None
     pass_view, funders, face_value = found
     window_id = await pg_store.open_window_shared(conn)
@@ -99,16 +100,31 @@ async def accept(
         "INSERT INTO redemptions (redemption_id, pass_id, site_id, programme_id, window_id, face_value_cents, "
         "learning_path, workshop_date, duration_minutes, accepted_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
         "ON CONFLICT (pass_id) WHERE NOT reversed DO NOTHING RETURNING true",
-        redemption_id, pass_view.pass_id, site_id, pass_view.programme_id, window_id, face_value,
-        body.learning_path, body.workshop_date, body.duration_minutes, now,
-    )  # fmt: skip
+        redemption_id,
+        pass_view.pass_id,
+        site_id,
+        pass_view.programme_id,
+        window_id,
+        face_value,
+        body.learning_path,
+        body.workshop_date,
+        body.duration_minutes,
+        now,
+    )
     if not inserted:
         raise rules.ALREADY_REDEEMED
     event = PassRedeemed(
-        redemption_id=redemption_id, pass_id=pass_view.pass_id, site_id=site_id,
-        programme_id=pass_view.programme_id, window_id=window_id, face_value_cents=face_value,
-        funders=funders, learning_path=body.learning_path, workshop_date=body.workshop_date, accepted_at=now,
-    )  # fmt: skip
+        redemption_id=redemption_id,
+        pass_id=pass_view.pass_id,
+        site_id=site_id,
+        programme_id=pass_view.programme_id,
+        window_id=window_id,
+        face_value_cents=face_value,
+        funders=funders,
+        learning_path=body.learning_path,
+        workshop_date=body.workshop_date,
+        accepted_at=now,
+    )
     await enqueue(conn, rt.topic(Topic.REDEMPTIONS), rt.events.envelope(event, key=str(site_id)))
     return {
         "redemption_id": str(redemption_id),
@@ -129,24 +145,42 @@ async def reverse(redemption_id: UUID, body: ReversalRequest, rt: Rt, who: SiteO
         async with rt.pool.acquire() as conn, conn.transaction():
             window_id = await pg_store.open_window_shared(conn)
             row = await pg_store.redemption_for_update(conn, redemption_id)
-            rules.check_reversible(pg_store.redemption_view(row), by_site=by_site, now=now,
-                                   site_delay=timedelta(hours=settings.site_reversal_hours))  # fmt: skip
+            rules.check_reversible(
+                pg_store.redemption_view(row),
+                by_site=by_site,
+                now=now,
+                site_delay=timedelta(hours=settings.site_reversal_hours),
+            )
             assert row is not None
             reversal_id = rt.ids.new()
-            await conn.execute("UPDATE redemptions SET reversed = true WHERE redemption_id = $1", redemption_id)
+            await conn.execute(
+                "UPDATE redemptions SET reversed = true WHERE redemption_id = $1", redemption_id
+            )
             await conn.execute(
                 "INSERT INTO reversals (reversal_id, redemption_id, window_id, reason, reversed_by, reversed_at) "
                 "VALUES ($1, $2, $3, $4, $5, $6)",
-                reversal_id, redemption_id, window_id, body.reason, who.label, now,
-            )  # fmt: skip
+                reversal_id,
+                redemption_id,
+                window_id,
+                body.reason,
+                who.label,
+                now,
+            )
             event = RedemptionReversed(
-                reversal_id=reversal_id, redemption_id=redemption_id, pass_id=row["pass_id"],
-                site_id=row["site_id"], programme_id=row["programme_id"], window_id=window_id,
+                reversal_id=reversal_id,
+                redemption_id=redemption_id,
+                pass_id=row["pass_id"],
+                site_id=row["site_id"],
+                programme_id=row["programme_id"],
+                window_id=window_id,
                 face_value_cents=row["face_value_cents"],
                 funders=await pg_store.programme_funders(conn, row["programme_id"]),
-                reason=body.reason, reversed_at=now,
-            )  # fmt: skip
-            await enqueue(conn, rt.topic(Topic.REDEMPTIONS), rt.events.envelope(event, key=str(row["site_id"])))
+                reason=body.reason,
+                reversed_at=now,
+            )
+            await enqueue(
+                conn, rt.topic(Topic.REDEMPTIONS), rt.events.envelope(event, key=str(row["site_id"]))
+            )
     except Refusal as exc:
         raise refused(exc) from exc
     return {"reversal_id": str(reversal_id), "window_id": window_id}
@@ -197,9 +231,13 @@ async def close_current_window(rt: Runtime) -> dict[str, Any]:
         await conn.execute("UPDATE current_window SET window_id = $1, opened_at = $2", next_id, now)
         for partition in range(partitions):
             marker = WindowClosed(
-                window_id=closing, partition=partition, partition_count=partitions,
-                opened_at=current["opened_at"], closed_at=now, next_window_id=next_id,
-            )  # fmt: skip
+                window_id=closing,
+                partition=partition,
+                partition_count=partitions,
+                opened_at=current["opened_at"],
+                closed_at=now,
+                next_window_id=next_id,
+            )
             envelope = rt.events.envelope(marker, key=f"window-{closing}")
             await enqueue(conn, rt.topic(Topic.REDEMPTIONS), envelope, partition=partition)
     return {"closed_window_id": closing, "next_window_id": next_id, "closed_at": now.isoformat()}

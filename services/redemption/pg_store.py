@@ -11,7 +11,9 @@ from schemas.events import FunderShare
 from services.redemption.domain.rules import PassView, RedemptionView
 
 
-async def pass_by_code(conn: asyncpg.Connection, code: str) -> tuple[PassView, tuple[FunderShare, ...], int] | None:
+async def pass_by_code(
+    conn: asyncpg.Connection, code: str
+) -> tuple[PassView, tuple[FunderShare, ...], int] | None:
     row = await conn.fetchrow(
         "SELECT p.pass_id, p.programme_id, p.status, g.valid_from, g.valid_until, g.grace_days, "
         "g.learning_paths, g.funders, g.face_value_cents "
@@ -21,9 +23,14 @@ async def pass_by_code(conn: asyncpg.Connection, code: str) -> tuple[PassView, t
     if row is None:
         return None
     view = PassView(
-        row["pass_id"], row["programme_id"], row["status"], row["valid_from"], row["valid_until"],
-        row["grace_days"], tuple(row["learning_paths"]),
-    )  # fmt: skip
+        row["pass_id"],
+        row["programme_id"],
+        row["status"],
+        row["valid_from"],
+        row["valid_until"],
+        row["grace_days"],
+        tuple(row["learning_paths"]),
+    )
     funders = tuple(FunderShare.model_validate(f) for f in json.loads(row["funders"]))
     return view, funders, row["face_value_cents"]
 

@@ -24,9 +24,14 @@ async def programme_registered(conn: asyncpg.Connection, e: ProgrammeRegistered)
     await conn.execute(
         "INSERT INTO programmes (programme_id, face_value_cents, valid_from, valid_until, grace_days, "
         "learning_paths, funders) VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (programme_id) DO NOTHING",
-        e.programme_id, e.face_value_cents, e.valid_from, e.valid_until, e.grace_days,
-        list(e.learning_paths), funders,
-    )  # fmt: skip
+        e.programme_id,
+        e.face_value_cents,
+        e.valid_from,
+        e.valid_until,
+        e.grace_days,
+        list(e.learning_paths),
+        funders,
+    )
 
 
 async def site_registered(conn: asyncpg.Connection, e: SiteRegistered) -> None:

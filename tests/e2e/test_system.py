@@ -5,14 +5,10 @@ the realistic programme; a SIGKILL of the clearing worker mid-stream changes not
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
-import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -37,7 +33,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def system(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcesses]:
+def system(
+    service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcesses]:
     procs = ServiceProcesses(
         tmp_path_factory.mktemp("services"),
         {**service_env, "NOTIFIER_RETRY_SCHEDULE": "[0.2, 0.5, 1]"},
@@ -59,24 +57,46 @@ def api(procs: ServiceProcesses, service: str, role: Role = Role.FINANCE, subjec
 
 def test_thin_flow_one_redemption_through_all_four_services(system: ServiceProcesses, service_env) -> None:  # type: ignore[no-untyped-def]
     issuer = api(system, "issuer")
-    region, state, enedis = (issuer.post("/funders", {"name": n, "kind": k})["funder_id"]
-                             for n, k in (("Région BFC", "region"), ("ANCT", "state"), ("Enedis", "enedis")))  # fmt: skip
-    programme = issuer.post("/programmes", {
-        "name": "Pass Numérique BFC", "territory": "Bourgogne-Franche-Comté", "face_value_cents": 1000,
-        "passes_per_booklet": 5, "valid_from": "2026-01-01", "valid_until": "2026-12-31", "grace_days": 31,
-        "learning_paths": ["basic-skills"],
-        "funders": [{"funder_id": region, "share_bp": 5000}, {"funder_id": state, "share_bp": 3000},
-                    {"funder_id": enedis, "share_bp": 2000}],
-    })["programme_id"]  # fmt: skip
-    site_id = issuer.post("/sites", {"name": "EPN de Dole", "siret": "73282932000074",
-                                     "iban": "FR7630004000030001234567897", "bic": "BNPAFRPP",
-                                     "contact_email": "epn@example.org"})["site_id"]  # fmt: skip
+    region, state, enedis = (
+        issuer.post("/funders", {"name": n, "kind": k})["funder_id"]
+        for n, k in (("Région BFC", "region"), ("ANCT", "state"), ("Enedis", "enedis"))
+    )
+    programme = issuer.post(
+        "/programmes",
+        {
+            "name": "Pass Numérique BFC",
+            "territory": "Bourgogne-Franche-Comté",
+            "face_value_cents": 1000,
+            "passes_per_booklet": 5,
+            "valid_from": "2026-01-01",
+            "valid_until": "2026-12-31",
+            "grace_days": 31,
+            "learning_paths": ["basic-skills"],
+            "funders": [
+                {"funder_id": region, "share_bp": 5000},
+                {"funder_id": state, "share_bp": 3000},
+                {"funder_id": enedis, "share_bp": 2000},
+            ],
+        },
+    )["programme_id"]
+    site_id = issuer.post(
+        "/sites",
+        {
+            "name": "EPN de Dole",
+            "siret": "73282932000074",
+            "iban": "FR7630004000030001234567897",
+            "bic": "BNPAFRPP",
+            "contact_email": "epn@example.org",
+        },
+    )["site_id"]
     issuer.post(f"/sites/{site_id}/qualifications", {"programme_id": programme})
     order = issuer.post("/orders", {"programme_id": programme, "booklets": 1})
     assert [d["amount_cents"] for d in order["dues"]] == [2500, 1500, 1000]
     for due in order["dues"]:
         Api(system.url("issuer"), DEV_SECRET, Role.FUNDER, due["funder_id"]).post(
-            f"/orders/{order['order_id']}/payments", {"amount_cents": due["amount_cents"], "bank_reference": "VIR-1"})
+            f"/orders/{order['order_id']}/payments",
+            {"amount_cents": due["amount_cents"], "bank_reference": "VIR-1"},
+        )
     code = issuer.get(f"/orders/{order['order_id']}")["booklets"][0]["passes"][0]["code"]
 
     receiver = WebhookReceiver()
@@ -85,17 +105,29 @@ def test_thin_flow_one_redemption_through_all_four_services(system: ServiceProce
         hook = api(system, "notifier", Role.SITE, site_id).post("/webhooks", {"url": f"{url}/hook"})
         receiver.secrets["/hook"] = hook["secret"]
         site = api(system, "redemption", Role.SITE, site_id)
-        body = {"code": code, "learning_path": "basic-skills", "workshop_date": "2026-11-20", "duration_minutes": 120}
+        body = {
+            "code": code,
+            "learning_path": "basic-skills",
+            "workshop_date": "2026-11-20",
+            "duration_minutes": 120,
+        }
         accepted = wait_for("the pass to reach redemption", lambda: _try(site, body), timeout=60)
         assert accepted["amount_cents"] == 1000
         closed = api(system, "redemption").post("/windows/current/close")
 
         clearing = api(system, "clearing", Role.SITE, site_id)
-        (statement,) = wait_for("the statement", lambda: clearing.get("/statements", window_id=closed["closed_window_id"]))
+        (statement,) = wait_for(
+            "the statement", lambda: clearing.get("/statements", window_id=closed["closed_window_id"])
+        )
         assert statement["total_cents"] == 1000 and statement["redemptions"] == 1
         assert [(f["funder_id"], f["amount_cents"]) for f in statement["funder_amounts"]] == [
-            (region, 500), (state, 300), (enedis, 200)]  # fmt: skip
-        funders = wait_for("the funder statements", lambda: api(system, "clearing").get("/funder-statements") or None)
+            (region, 500),
+            (state, 300),
+            (enedis, 200),
+        ]
+        funders = wait_for(
+            "the funder statements", lambda: api(system, "clearing").get("/funder-statements") or None
+        )
         assert sorted(f["amount_cents"] for f in funders) == [200, 300, 500]
 
         delivered = wait_for("the signed webhook", lambda: receiver.received[:1])[0]
@@ -115,8 +147,13 @@ def test_thin_flow_one_redemption_through_all_four_services(system: ServiceProce
     with pytest.raises(WebhookVerificationError, match="too old"):
         verifier.verify(delivered.body, stale)
 
-    report = replay(read_log(service_env["KAFKA_BOOTSTRAP_SERVERS"], service_env["KAFKA_TOPIC_PREFIX"],
-                             [Topic.REDEMPTIONS, Topic.CLEARING]))  # fmt: skip
+    report = replay(
+        read_log(
+            service_env["KAFKA_BOOTSTRAP_SERVERS"],
+            service_env["KAFKA_TOPIC_PREFIX"],
+            [Topic.REDEMPTIONS, Topic.CLEARING],
+        )
+    )
     assert report.ok, report.as_json()
     assert report.total_cleared_cents == 1000
 
@@ -127,26 +164,31 @@ def _try(site: Api, body: dict[str, object]) -> dict[str, object] | None:
 
 
 def test_the_main_job_reconciles_and_a_killed_clearing_worker_changes_nothing(
-    system: ServiceProcesses, service_env  # type: ignore[no-untyped-def]
+    system: ServiceProcesses,
+    service_env,  # type: ignore[no-untyped-def]
 ) -> None:
     steps: list[str] = []
     job = MainJob(
-        urls={n: system.url(n) for n in system.ports}, secret=DEV_SECRET,
-        bootstrap=service_env["KAFKA_BOOTSTRAP_SERVERS"], topic_prefix=service_env["KAFKA_TOPIC_PREFIX"],
+        urls={n: system.url(n) for n in system.ports},
+        secret=DEV_SECRET,
+        bootstrap=service_env["KAFKA_BOOTSTRAP_SERVERS"],
+        topic_prefix=service_env["KAFKA_TOPIC_PREFIX"],
         step=steps.append,
-    )  # fmt: skip
+    )
     killed = {"done": False}
-    original = job.redeem_window_one
+    original = job.redeem
 
-    def redeem_then_kill(sites, codes):  # type: ignore[no-untyped-def]
-        original(sites, codes)
-        # SIGKILL mid-stream: the worker dies with batches in flight and offsets uncommitted.
-        system.kill("clearing", signal.SIGKILL)
-        system.start("clearing")
-        system.wait_ready("clearing")
-        killed["done"] = True
+    def redeem_and_kill_midway(site, code, path, **kw):  # type: ignore[no-untyped-def]
+        answer = original(site, code, path, **kw)
+        if len(job.out.accepted) == 120 and not killed["done"]:
+            # SIGKILL mid-stream: the worker dies with batches in flight and offsets uncommitted,
+            # and comes back while redemptions keep flowing.
+            system.kill("clearing", signal.SIGKILL)
+            system.start("clearing")
+            killed["done"] = True
+        return answer
 
-    job.redeem_window_one = redeem_then_kill  # type: ignore[method-assign]
+    job.redeem = redeem_and_kill_midway  # type: ignore[method-assign]
     outcome = job.run()
     assert killed["done"]
     statements = {(s["site_id"], s["window_id"]): s["total_cents"] for s in outcome.statements}

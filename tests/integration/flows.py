@@ -24,9 +24,13 @@ class Programme:
 
 
 async def funded_programme(
-    issuer: httpx.AsyncClient, *, booklets: int = 2, per_booklet: int = 5, sites: int = 2,
+    issuer: httpx.AsyncClient,
+    *,
+    booklets: int = 2,
+    per_booklet: int = 5,
+    sites: int = 2,
     shares: tuple[int, ...] = (5000, 3000, 2000),
-) -> Programme:  # fmt: skip
+) -> Programme:
     rng = random.Random()
     funders = []
     for i, _ in enumerate(shares):
@@ -34,30 +38,46 @@ async def funded_programme(
         assert r.status_code == 201, r.text
         funders.append(r.json()["funder_id"])
     body = {
-        "name": "Pass Numérique test", "territory": "Test", "face_value_cents": 1000,
-        "passes_per_booklet": per_booklet, "valid_from": "2026-01-01", "valid_until": "2026-12-31",
-        "grace_days": 31, "learning_paths": ["basic-skills", "parenting"],
+        "name": "Pass Numérique test",
+        "territory": "Test",
+        "face_value_cents": 1000,
+        "passes_per_booklet": per_booklet,
+        "valid_from": "2026-01-01",
+        "valid_until": "2026-12-31",
+        "grace_days": 31,
+        "learning_paths": ["basic-skills", "parenting"],
         "funders": [{"funder_id": f, "share_bp": bp} for f, bp in zip(funders, shares, strict=True)],
-    }  # fmt: skip
+    }
     r = await issuer.post("/programmes", json=body, headers=FINANCE)
     assert r.status_code == 201, r.text
     programme_id = r.json()["programme_id"]
     site_ids = []
     for n in range(sites):
-        site = {"name": f"Site {n}", "siret": scenario.siret(rng), "iban": scenario.iban(rng), "bic": "BNPAFRPP",
-                "contact_email": "site@example.org"}  # fmt: skip
+        site = {
+            "name": f"Site {n}",
+            "siret": scenario.siret(rng),
+            "iban": scenario.iban(rng),
+            "bic": "BNPAFRPP",
+            "contact_email": "site@example.org",
+        }
         r = await issuer.post("/sites", json=site, headers=FINANCE)
         assert r.status_code == 201, r.text
         site_ids.append(r.json()["site_id"])
-        r = await issuer.post(f"/sites/{site_ids[-1]}/qualifications", json={"programme_id": programme_id},
-                              headers=FINANCE)  # fmt: skip
+        r = await issuer.post(
+            f"/sites/{site_ids[-1]}/qualifications", json={"programme_id": programme_id}, headers=FINANCE
+        )
         assert r.status_code == 201, r.text
-    order = (await issuer.post("/orders", json={"programme_id": programme_id, "booklets": booklets},
-                               headers=FINANCE)).json()  # fmt: skip
+    order = (
+        await issuer.post(
+            "/orders", json={"programme_id": programme_id, "booklets": booklets}, headers=FINANCE
+        )
+    ).json()
     for due in order["dues"]:
-        r = await issuer.post(f"/orders/{order['order_id']}/payments",
-                              json={"amount_cents": due["amount_cents"], "bank_reference": uuid.uuid4().hex},
-                              headers=auth(Role.FUNDER, due["funder_id"]))  # fmt: skip
+        r = await issuer.post(
+            f"/orders/{order['order_id']}/payments",
+            json={"amount_cents": due["amount_cents"], "bank_reference": uuid.uuid4().hex},
+            headers=auth(Role.FUNDER, due["funder_id"]),
+        )
         assert r.status_code == 201, r.text
     detail = (await issuer.get(f"/orders/{order['order_id']}", headers=FINANCE)).json()
     assert detail["status"] == "active"

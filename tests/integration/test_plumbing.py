@@ -51,7 +51,9 @@ async def pool(database_url: str) -> asyncpg.Pool:
 
 
 def funder_event(n: int):  # type: ignore[no-untyped-def]
-    return EVENTS.envelope(FunderRegistered(funder_id=uuid.uuid4(), name=f"Funder {n}", kind="region"), key="k")
+    return EVENTS.envelope(
+        FunderRegistered(funder_id=uuid.uuid4(), name=f"Funder {n}", kind="region"), key="k"
+    )
 
 
 async def test_relay_publishes_committed_events_in_outbox_order_and_never_rolled_back_ones(
@@ -101,7 +103,9 @@ async def test_a_consumer_applies_each_event_once_and_dead_letters_poison(
     pool: asyncpg.Pool, bootstrap: str, topics: str
 ) -> None:
     topic = topic_name(Topic.ISSUER, topics)
-    site = EVENTS.envelope(SiteRegistered(site_id=uuid.uuid4(), name="Fablab", siret="73282932000074"), key="s")
+    site = EVENTS.envelope(
+        SiteRegistered(site_id=uuid.uuid4(), name="Fablab", siret="73282932000074"), key="s"
+    )
     producer = KafkaProducer(bootstrap_servers=bootstrap)
     for raw in (site.to_bytes(), b"{not json", site.to_bytes()):  # the duplicate is a republish
         producer.send(topic, raw, key=b"s")
@@ -114,8 +118,15 @@ async def test_a_consumer_applies_each_event_once_and_dead_letters_poison(
         if isinstance(payload, SiteRegistered):
             applied.append(payload.site_id)
 
-    consumer = EventConsumer(name="c1", topics=[topic], bootstrap=bootstrap, pool=pool, handler=handler,
-                             events=EVENTS, topic_prefix=topics)  # fmt: skip
+    consumer = EventConsumer(
+        name="c1",
+        topics=[topic],
+        bootstrap=bootstrap,
+        pool=pool,
+        handler=handler,
+        events=EVENTS,
+        topic_prefix=topics,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     await eventually("the poison message to be dead-lettered", lambda: _dead_letters(pool))
@@ -125,7 +136,9 @@ async def test_a_consumer_applies_each_event_once_and_dead_letters_poison(
     # The same message delivered once more (a crash before the offset commit): nothing changes.
     await consumer.apply(_Message(topic, 0, 99, site.to_bytes()))
     assert applied == [site.payload["site_id"] and uuid.UUID(site.payload["site_id"])]
-    reason = await pool.fetchval("SELECT convert_from(body, 'UTF8') FROM outbox WHERE topic LIKE '%dead-letters'")
+    reason = await pool.fetchval(
+        "SELECT convert_from(body, 'UTF8') FROM outbox WHERE topic LIKE '%dead-letters'"
+    )
     assert "unreadable event" in reason
 
 

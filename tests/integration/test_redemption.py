@@ -53,9 +53,12 @@ def site(p: Programme, n: int) -> dict[str, str]:
 async def test_one_hundred_concurrent_redemptions_of_one_pass_accept_exactly_one(stack, programme) -> None:  # type: ignore[no-untyped-def]
     _, redemption = stack
     code = programme.codes.pop()
-    answers = await asyncio.gather(*(
-        redemption.post("/redemptions", json=body(code), headers=site(programme, i % 3)) for i in range(100)
-    ))  # fmt: skip
+    answers = await asyncio.gather(
+        *(
+            redemption.post("/redemptions", json=body(code), headers=site(programme, i % 3))
+            for i in range(100)
+        )
+    )
     statuses = collections.Counter(a.status_code for a in answers)
     assert statuses == {201: 1, 409: 99}, statuses
     refusal = next(a for a in answers if a.status_code == 409).json()
@@ -63,7 +66,9 @@ async def test_one_hundred_concurrent_redemptions_of_one_pass_accept_exactly_one
 
 
 async def test_randomized_races_never_double_accept_in_the_database_or_on_the_topic(
-    stack, programme, service_env  # type: ignore[no-untyped-def]
+    stack,
+    programme,
+    service_env,  # type: ignore[no-untyped-def]
 ) -> None:
     _, redemption = stack
     codes = [programme.codes.pop() for _ in range(60)]
@@ -85,9 +90,10 @@ async def test_randomized_races_never_double_accept_in_the_database_or_on_the_to
 
     async def on_topic() -> collections.Counter[uuid.UUID] | None:
         redeemed = collections.Counter(
-            e.payload["pass_id"] for _, _, e in read_topic(service_env["KAFKA_BOOTSTRAP_SERVERS"], topic)
+            e.payload["pass_id"]
+            for _, _, e in read_topic(service_env["KAFKA_BOOTSTRAP_SERVERS"], topic)
             if not isinstance(e, bytes) and e.type == PassRedeemed.TYPE
-        )  # fmt: skip
+        )
         return redeemed if sum(redeemed.values()) >= len(codes) else None
 
     redeemed = await eventually("the redemptions on the topic", on_topic)
@@ -95,7 +101,7 @@ async def test_randomized_races_never_double_accept_in_the_database_or_on_the_to
 
 
 async def test_refusals_are_problem_bodies_and_change_nothing(stack, programme) -> None:  # type: ignore[no-untyped-def]
-    issuer, redemption = stack
+    _issuer, redemption = stack
     code = programme.codes.pop()
     typo = code[:-1] + ("A" if code[-1] != "A" else "B")
     cases = [
@@ -135,18 +141,22 @@ async def test_a_reversal_after_the_window_closed_lands_in_the_next_window(stack
     closed = (await redemption.post("/windows/current/close", headers=FINANCE)).json()
     assert closed["closed_window_id"] == accepted["window_id"]
     rid = accepted["redemption_id"]
-    other_site = await redemption.post(f"/redemptions/{rid}/reversal", json={"reason": "not mine"},
-                                       headers=site(programme, 0))  # fmt: skip
+    other_site = await redemption.post(
+        f"/redemptions/{rid}/reversal", json={"reason": "not mine"}, headers=site(programme, 0)
+    )
     assert other_site.status_code == 404
-    rev = await redemption.post(f"/redemptions/{rid}/reversal", json={"reason": "workshop cancelled"},
-                                headers=site(programme, 2))  # fmt: skip
+    rev = await redemption.post(
+        f"/redemptions/{rid}/reversal", json={"reason": "workshop cancelled"}, headers=site(programme, 2)
+    )
     assert rev.status_code == 201 and rev.json()["window_id"] == closed["next_window_id"]
     twice = await redemption.post(f"/redemptions/{rid}/reversal", json={"reason": "again"}, headers=FINANCE)
     assert twice.status_code == 409
 
 
 async def test_window_markers_follow_every_redemption_of_their_window_under_concurrent_load(
-    stack, programme, service_env  # type: ignore[no-untyped-def]
+    stack,
+    programme,
+    service_env,  # type: ignore[no-untyped-def]
 ) -> None:
     _, redemption = stack
     codes = [programme.codes.pop() for _ in range(80)]
@@ -156,22 +166,28 @@ async def test_window_markers_follow_every_redemption_of_their_window_under_conc
 
     async def close_midway() -> int:
         await asyncio.sleep(0.05)
-        return int((await redemption.post("/windows/current/close", headers=FINANCE)).json()["closed_window_id"])
+        return int(
+            (await redemption.post("/windows/current/close", headers=FINANCE)).json()["closed_window_id"]
+        )
 
     *_, window = await asyncio.gather(*(redeem(i, c) for i, c in enumerate(codes)), close_midway())
     topic = topic_name(Topic.REDEMPTIONS, service_env["KAFKA_TOPIC_PREFIX"])
 
     async def markers_published() -> list | None:  # type: ignore[type-arg]
         records = read_topic(service_env["KAFKA_BOOTSTRAP_SERVERS"], topic)
-        marks = [e for _, _, e in records if not isinstance(e, bytes) and e.type == WindowClosed.TYPE
-                 and e.payload["window_id"] == window]  # fmt: skip
+        marks = [
+            e
+            for _, _, e in records
+            if not isinstance(e, bytes) and e.type == WindowClosed.TYPE and e.payload["window_id"] == window
+        ]
         return records if marks and len(marks) == marks[0].payload["partition_count"] else None
 
     records = await eventually("the window's markers", markers_published)
     marker_offset = {
-        p: o for p, o, e in records
+        p: o
+        for p, o, e in records
         if not isinstance(e, bytes) and e.type == WindowClosed.TYPE and e.payload["window_id"] == window
-    }  # fmt: skip
+    }
     for partition, offset, e in records:
         if not isinstance(e, bytes) and e.type == PassRedeemed.TYPE:
             if e.payload["window_id"] == window:

@@ -12,7 +12,9 @@ SITE = uuid.UUID(int=501)
 
 def log_of(events, issued):  # type: ignore[no-untyped-def]
     records = [LogRecord(Topic.REDEMPTIONS, 0, i, envelope(e, i).to_bytes()) for i, e in enumerate(events)]
-    records += [LogRecord(Topic.CLEARING, 0, i, envelope(s, 1000 + i).to_bytes()) for i, s in enumerate(issued)]
+    records += [
+        LogRecord(Topic.CLEARING, 0, i, envelope(s, 1000 + i).to_bytes()) for i, s in enumerate(issued)
+    ]
     return records
 
 

@@ -2,15 +2,27 @@ import uuid
 
 import pytest
 
-from services.issuer.domain.model import Due, Refused, Share, check_payment, check_shares, fully_funded, funder_dues
+from services.issuer.domain.model import (
+    Due,
+    Refused,
+    Share,
+    check_payment,
+    check_shares,
+    fully_funded,
+    funder_dues,
+)
 
 R, S, E = (uuid.UUID(int=i) for i in (1, 2, 3))
 
 
 def test_shares_must_sum_to_ten_thousand_with_one_to_six_distinct_funders() -> None:
     check_shares([Share(R, 5000), Share(S, 3000), Share(E, 2000)])
-    for bad in ([Share(R, 5000), Share(S, 3000)], [], [Share(R, 5000), Share(R, 5000)],
-                [Share(uuid.UUID(int=i), 10_000 // 7) for i in range(7)]):  # fmt: skip
+    for bad in (
+        [Share(R, 5000), Share(S, 3000)],
+        [],
+        [Share(R, 5000), Share(R, 5000)],
+        [Share(uuid.UUID(int=i), 10_000 // 7) for i in range(7)],
+    ):
         with pytest.raises(Refused):
             check_shares(bad)
 

@@ -1,5 +1,6 @@
 """Invariant 2: shares are exact. Largest remainder, ties by funder order, within one cent."""
 
+import itertools
 from fractions import Fraction
 
 import pytest
@@ -14,10 +15,10 @@ def shares(draw: st.DrawFn) -> list[int]:
     n = draw(st.integers(min_value=1, max_value=6))
     cuts = sorted(draw(st.lists(st.integers(0, 10_000), min_size=n - 1, max_size=n - 1)))
     bounds = [0, *cuts, 10_000]
-    return [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(bounds)]
 
 
-@given(total=st.integers(-10**9, 10**9), bps=shares())
+@given(total=st.integers(-(10**9), 10**9), bps=shares())
 def test_parts_sum_to_the_total_and_each_is_within_one_cent(total: int, bps: list[int]) -> None:
     parts = split_by_shares(total, bps)
     assert sum(parts) == total

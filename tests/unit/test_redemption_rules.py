@@ -3,10 +3,17 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from services.redemption.domain.rules import PassView, RedemptionView, Refusal, check_redeemable, check_reversible
+from services.redemption.domain.rules import (
+    PassView,
+    RedemptionView,
+    Refusal,
+    check_redeemable,
+    check_reversible,
+)
 
-PASS = PassView(uuid.UUID(int=1), uuid.UUID(int=2), "active", date(2026, 1, 1), date(2026, 12, 31), 31,
-                ("basic-skills",))  # fmt: skip
+PASS = PassView(
+    uuid.UUID(int=1), uuid.UUID(int=2), "active", date(2026, 1, 1), date(2026, 12, 31), 31, ("basic-skills",)
+)
 TODAY = date(2026, 6, 1)
 
 
@@ -53,6 +60,10 @@ def test_another_site_s_redemption_looks_missing_and_twice_is_refused() -> None:
         check_reversible(R, by_site=uuid.UUID(int=10), now=NOW, site_delay=timedelta(hours=72))
     assert exc.value.status == 404
     with pytest.raises(Refusal) as exc:
-        check_reversible(RedemptionView(R.redemption_id, SITE, R.accepted_at, True), by_site=None, now=NOW,
-                         site_delay=timedelta(hours=1))  # fmt: skip
+        check_reversible(
+            RedemptionView(R.redemption_id, SITE, R.accepted_at, True),
+            by_site=None,
+            now=NOW,
+            site_delay=timedelta(hours=1),
+        )
     assert exc.value.status == 409

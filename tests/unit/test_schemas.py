@@ -13,8 +13,18 @@ from schemas.export import OUT, schema_documents
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "schemas" / "examples").glob("*.json"))
 # Field names that would mean personal data or bank details travel on Kafka (invariant 6).
-FORBIDDEN_FIELDS = {"email", "contact_email", "birth_date", "first_name", "last_name", "phone", "address",
-                    "iban", "bic", "beneficiary_name"}  # fmt: skip
+FORBIDDEN_FIELDS = {
+    "email",
+    "contact_email",
+    "birth_date",
+    "first_name",
+    "last_name",
+    "phone",
+    "address",
+    "iban",
+    "bic",
+    "beneficiary_name",
+}
 
 
 def test_every_event_type_has_an_example() -> None:

@@ -21,7 +21,11 @@ def test_a_statement_adds_redemptions_and_subtracts_reversals() -> None:
     r1, r2, r3 = redeemed(1, SITE_A), redeemed(2, SITE_A), redeemed(3, SITE_A)
     st = core.statement(SITE_A, closed(1, 0), lines(r1, r2, r3, reversed_(r2, 1, window=1)))
     assert (st.redemptions, st.reversals, st.total_cents) == (3, 1, 2000)
-    assert [(f.funder_id, f.amount_cents) for f in st.funder_amounts] == [(REGION, 1000), (STATE, 600), (ENEDIS, 400)]
+    assert [(f.funder_id, f.amount_cents) for f in st.funder_amounts] == [
+        (REGION, 1000),
+        (STATE, 600),
+        (ENEDIS, 400),
+    ]
     assert st.expected_payout_date == date(2026, 12, 31)
 
 

@@ -45,13 +45,27 @@ class LedgerLine:
 def ledger_line(event: PassRedeemed | RedemptionReversed) -> LedgerLine:
     if isinstance(event, PassRedeemed):
         return LedgerLine(
-            "redemption", event.redemption_id, event.site_id, event.pass_id, event.programme_id,
-            event.window_id, event.face_value_cents, event.funders, event.accepted_at,
-        )  # fmt: skip
+            "redemption",
+            event.redemption_id,
+            event.site_id,
+            event.pass_id,
+            event.programme_id,
+            event.window_id,
+            event.face_value_cents,
+            event.funders,
+            event.accepted_at,
+        )
     return LedgerLine(
-        "reversal", event.reversal_id, event.site_id, event.pass_id, event.programme_id,
-        event.window_id, -event.face_value_cents, event.funders, event.reversed_at,
-    )  # fmt: skip
+        "reversal",
+        event.reversal_id,
+        event.site_id,
+        event.pass_id,
+        event.programme_id,
+        event.window_id,
+        -event.face_value_cents,
+        event.funders,
+        event.reversed_at,
+    )
 
 
 def statement_id(window_id: int, site_id: uuid.UUID) -> uuid.UUID:

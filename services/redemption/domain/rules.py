@@ -33,22 +33,33 @@ def check_redeemable(p: PassView | None, *, qualified: bool, today: date, learni
     if p is None:
         raise Refusal(404, "unknown-pass", "Unknown pass", "no pass has this code")
     if p.status == "cancelled":
-        raise Refusal(410, "pass-cancelled", "Pass cancelled", "this pass was cancelled (lost or stolen booklet)")
+        raise Refusal(
+            410, "pass-cancelled", "Pass cancelled", "this pass was cancelled (lost or stolen booklet)"
+        )
     if today < p.valid_from:
-        raise Refusal(409, "pass-not-yet-valid", "Pass not yet valid", f"this pass is valid from {p.valid_from}")
+        raise Refusal(
+            409, "pass-not-yet-valid", "Pass not yet valid", f"this pass is valid from {p.valid_from}"
+        )
     if today > p.valid_until + timedelta(days=p.grace_days):
         raise Refusal(410, "pass-expired", "Pass expired", f"this pass expired on {p.valid_until}")
     if not qualified:
         raise Refusal(
-            403, "site-not-qualified", "Site not qualified", "your site is not qualified for this pass's programme"
+            403,
+            "site-not-qualified",
+            "Site not qualified",
+            "your site is not qualified for this pass's programme",
         )
     if learning_path not in p.learning_paths:
         offered = ", ".join(p.learning_paths)
-        raise Refusal(422, "unknown-learning-path", "Learning path not offered", f"this programme offers: {offered}")
+        raise Refusal(
+            422, "unknown-learning-path", "Learning path not offered", f"this programme offers: {offered}"
+        )
     return p
 
 
-ALREADY_REDEEMED = Refusal(409, "already-redeemed", "Pass already redeemed", "this pass has already been used")
+ALREADY_REDEEMED = Refusal(
+    409, "already-redeemed", "Pass already redeemed", "this pass has already been used"
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,9 @@ def check_reversible(
         raise Refusal(409, "already-reversed", "Already reversed", "this redemption was already reversed")
     if by_site is not None and now - r.accepted_at > site_delay:
         raise Refusal(
-            403, "reversal-delay-passed", "Too late to reverse", "ask finance: the site's reversal delay has passed"
+            403,
+            "reversal-delay-passed",
+            "Too late to reverse",
+            "ask finance: the site's reversal delay has passed",
         )
     return r
