@@ -37,7 +37,7 @@ async def programme(stack: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> Progr
         r = await redemption.post("/redemptions", json=body(p.codes[-1]), headers=site(p, 0))
         return r.status_code == 201
 
-    await eventually("the passes to reach the redemption projection", projected)
+    await eventually("the passes to reach the redemption projection", projected, timeout=90)
     p.codes.pop()
     return p
 
