@@ -20,6 +20,7 @@ from services.cli import scenario
 from services.cli.client import Api, ApiError, wait_for
 from services.cli.receiver import WebhookReceiver
 from services.common.auth import Role
+from services.common.money import format_eur
 
 Step = Callable[[str], None]
 
@@ -272,7 +273,7 @@ class MainJob:
         total = sum(s["total_cents"] for s in statements)
         self.step(
             f"window {window} closed → {len(statements)} site statements, {len(funder_statements)} funder "
-            f"statements, {total / 100:.2f} € owed to sites"
+            f"statements, {format_eur(total)} owed to sites"
         )
 
     def expected_totals(self, window: int) -> dict[str, int]:

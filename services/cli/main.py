@@ -127,7 +127,9 @@ def demo(keep: Annotated[bool, typer.Option(help="leave the system running after
         + ("[bold green]all figures reconcile[/]" if ok else "[bold red]figures do not reconcile[/]")
     )
     if keep:
-        console.print("the system is still running: `passclear down` (or `make down`) stops it")
+        console.print("the system is still running: `make down` stops it")
+    else:
+        console.print("Kafka and Postgres stay up for the next run: `make down` stops them")
     if not ok:
         raise typer.Exit(1)
 
