@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from schemas.envelope import Envelope
 from schemas.events import Payload, parse_payload
-from schemas.topics import TOPICS, Topic, topic_name
+from schemas.topics import TOPICS, Topic, TopicSpec, topic_name
 from services.common import inbox, metrics
 from services.common.dead_letters import Incoming, PoisonMessage, first_line, record_dead_letter
 from services.common.events import EventFactory
@@ -43,12 +43,16 @@ def make_producer(bootstrap: str) -> KafkaProducer:
     )
 
 
-def ensure_topics(bootstrap: str, prefix: str) -> list[str]:
-    """Create every topic of `schemas.topics` that does not exist yet; returns the created names."""
+def ensure_topics(bootstrap: str, prefix: str, *, timeout: float = 30.0) -> list[str]:
+    """Create every topic of `schemas.topics` that does not exist yet, and wait until the broker's
+    metadata shows them all; returns the created names.
+
+    The wait matters: a consumer that joins its group before its topic is in the metadata gets
+    no partitions and would only notice the topic at its next metadata refresh, minutes later."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="passclear-admin")
     try:
-        existing = set(admin.list_topics())
         wanted = {spec.name(prefix): spec for spec in TOPICS.values()}
+        existing = set(admin.list_topics())
         missing = [
             NewTopic(name, spec.partitions, 1, topic_configs=spec.configs)
             for name, spec in wanted.items()
@@ -58,9 +62,26 @@ def ensure_topics(bootstrap: str, prefix: str) -> list[str]:
             # Another service may have created them first.
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
+        _await_metadata(bootstrap, wanted, timeout)
         return [t.name for t in missing]
     finally:
         admin.close()
+
+
+def _await_metadata(bootstrap: str, wanted: dict[str, TopicSpec], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        while True:
+            consumer.topics()  # refreshes the cluster metadata
+            known = {name: consumer.partitions_for_topic(name) or set() for name in wanted}
+            if all(len(known[name]) >= spec.partitions for name, spec in wanted.items()):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topics not visible in the broker's metadata after {timeout:.0f}s")
+            time.sleep(0.1)
+    finally:
+        consumer.close()
 
 
 def partition_count(bootstrap: str, name: str) -> int:
@@ -122,6 +143,8 @@ class EventConsumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             client_id=self.name,
+            # Safety net: notice topics or partitions created after joining within seconds.
+            metadata_max_age_ms=10_000,
         )
 
     async def _apply_with_retry(self, message: object, stop: asyncio.Event) -> None:
