@@ -136,7 +136,7 @@ class EventConsumer:
             await asyncio.to_thread(consumer.close)
 
     def _connect(self) -> KafkaConsumer:
-        return KafkaConsumer(
+        consumer = KafkaConsumer(
             *self._topics,
             bootstrap_servers=self._bootstrap,
             group_id=self._group,
@@ -146,6 +146,15 @@ class EventConsumer:
             # Safety net: notice topics or partitions created after joining within seconds.
             metadata_max_age_ms=10_000,
         )
+        # Load the topics' metadata before the first poll joins the group: a group leader that
+        # assigns without it hands out no partitions ("No partition metadata") and the group can
+        # sit idle until a later rebalance.
+        deadline = time.monotonic() + 30
+        while not all(consumer.partitions_for_topic(t) for t in self._topics):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: no metadata for {self._topics}")
+            time.sleep(0.1)
+        return consumer
 
     async def _apply_with_retry(self, message: object, stop: asyncio.Event) -> None:
         # A failure that is not the message's fault (database down) must not skip the message:
