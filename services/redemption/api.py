@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import date, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
+import structlog
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +29,7 @@ from services.redemption.domain.rules import Refusal
 from services.redemption.settings import RedemptionSettings
 
 router = APIRouter()
+log = structlog.get_logger()
 PARIS = ZoneInfo("Europe/Paris")
 Site = Annotated[Principal, Depends(require(Role.SITE))]
 SiteOrFinance = Annotated[Principal, Depends(require(Role.SITE, Role.FINANCE))]
@@ -215,16 +219,23 @@ async def current_window(rt: Rt, who: SiteOrFinance) -> dict[str, Any]:
 async def close_window(rt: Rt, who: Finance) -> dict[str, Any]:
     """Close the open clearing window now and open the next one. A WindowClosed marker goes on
     every partition of the redemptions topic, after the window's last redemption."""
-    return await close_current_window(rt)
+    closed = await close_current_window(rt)
+    assert closed is not None
+    return closed
 
 
-async def close_current_window(rt: Runtime) -> dict[str, Any]:
+async def close_current_window(rt: Runtime, *, only_if_period_over: bool = False) -> dict[str, Any] | None:
+    """Close the open window and open the next, atomically. With `only_if_period_over`, only when
+    the window's calendar month (Europe/Paris) has ended; None when there was nothing to close.
+    The check runs under the lock, so two replicas ticking together close a month once."""
     partitions: int = rt.extras["redemption_partitions"]
     async with rt.pool.acquire() as conn, conn.transaction():
         # FOR UPDATE waits for every redemption holding the window FOR SHARE to commit, so all of
         # the window's outbox rows precede the markers (invariant 5).
         current = await conn.fetchrow("SELECT window_id, opened_at FROM current_window FOR UPDATE")
         now = rt.clock.now()
+        if only_if_period_over and not rules.period_over(current["opened_at"], now, PARIS):
+            return None
         closing, next_id = current["window_id"], current["window_id"] + 1
         await conn.execute("UPDATE windows SET closed_at = $2 WHERE window_id = $1", closing, now)
         await conn.execute("INSERT INTO windows (window_id, opened_at) VALUES ($1, $2)", next_id, now)
@@ -241,3 +252,13 @@ async def close_current_window(rt: Runtime) -> dict[str, Any]:
             envelope = rt.events.envelope(marker, key=f"window-{closing}")
             await enqueue(conn, rt.topic(Topic.REDEMPTIONS), envelope, partition=partition)
     return {"closed_window_id": closing, "next_window_id": next_id, "closed_at": now.isoformat()}
+
+
+async def monthly_windows(rt: Runtime, stop: asyncio.Event, every_seconds: float) -> None:
+    """Closes the window when its month has ended (missed ticks are harmless: the next one closes)."""
+    while not stop.is_set():
+        closed = await close_current_window(rt, only_if_period_over=True)
+        if closed:
+            log.info("monthly window closed", **closed)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_seconds)

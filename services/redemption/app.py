@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from pathlib import Path
 
 from schemas.topics import Topic
@@ -10,7 +11,7 @@ from services.common.http import create_app
 from services.common.kafka import EventConsumer, partition_count
 from services.common.runtime import Runtime
 from services.redemption import projection
-from services.redemption.api import router
+from services.redemption.api import monthly_windows, router
 from services.redemption.settings import RedemptionSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -32,6 +33,9 @@ async def start() -> Runtime:
         topic_prefix=rt.kafka.topic_prefix,
     )
     rt.spawn(consumer.run)
+    settings: RedemptionSettings = rt.extras["settings"]
+    if settings.window_period == "monthly":
+        rt.spawn(partial(monthly_windows, rt, every_seconds=settings.window_check_seconds))
     return rt
 
 

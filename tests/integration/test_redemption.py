@@ -31,7 +31,7 @@ async def stack(service_env: dict[str, str]) -> AsyncIterator[tuple[httpx.AsyncC
 @pytest.fixture(scope="module")
 async def programme(stack: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> Programme:
     issuer, redemption = stack
-    p = await funded_programme(issuer, booklets=40, per_booklet=10, sites=3)
+    p = await funded_programme(issuer, booklets=100, per_booklet=10, sites=3)
 
     async def projected() -> bool:
         r = await redemption.post("/redemptions", json=body(p.codes[-1]), headers=site(p, 0))
@@ -71,7 +71,7 @@ async def test_randomized_races_never_double_accept_in_the_database_or_on_the_to
     service_env,  # type: ignore[no-untyped-def]
 ) -> None:
     _, redemption = stack
-    codes = [programme.codes.pop() for _ in range(60)]
+    codes = [programme.codes.pop() for _ in range(500)]  # 2,000 racing requests
     attempts = [(code, n) for code in codes for n in range(4)]
     import random
 
@@ -86,6 +86,12 @@ async def test_randomized_races_never_double_accept_in_the_database_or_on_the_to
     results = await asyncio.gather(*(attempt(c, n) for c, n in attempts))
     accepted = collections.Counter(code for code, status in results if status == 201)
     assert set(accepted.values()) == {1} and len(accepted) == len(codes)
+    from services.redemption.app import app as redemption_app
+
+    per_pass = await redemption_app.state.runtime.pool.fetchval(
+        "SELECT max(n) FROM (SELECT count(*) AS n FROM redemptions WHERE NOT reversed GROUP BY pass_id) t"
+    )
+    assert per_pass == 1
     topic = topic_name(Topic.REDEMPTIONS, service_env["KAFKA_TOPIC_PREFIX"])
 
     async def on_topic() -> collections.Counter[uuid.UUID] | None:
@@ -194,3 +200,17 @@ async def test_window_markers_follow_every_redemption_of_their_window_under_conc
                 assert offset < marker_offset[partition], "a redemption of the window came after its marker"
             elif e.payload["window_id"] > window:
                 assert offset > marker_offset[partition], "a later window's redemption came before the marker"
+
+
+async def test_a_window_whose_month_has_ended_is_closed_once(stack) -> None:  # type: ignore[no-untyped-def]
+    from services.redemption.api import close_current_window
+    from services.redemption.app import app as redemption_app
+
+    rt = redemption_app.state.runtime
+    assert await close_current_window(rt, only_if_period_over=True) is None  # this month's window stays open
+    await rt.pool.execute("UPDATE current_window SET opened_at = opened_at - interval '40 days'")
+    closed = await close_current_window(rt, only_if_period_over=True)
+    assert closed is not None
+    assert await close_current_window(rt, only_if_period_over=True) is None  # a second tick: nothing
+    current = await rt.pool.fetchval("SELECT window_id FROM current_window")
+    assert current == closed["next_window_id"]

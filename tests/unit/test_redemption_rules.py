@@ -1,5 +1,6 @@
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -9,6 +10,7 @@ from services.redemption.domain.rules import (
     Refusal,
     check_redeemable,
     check_reversible,
+    period_over,
 )
 
 PASS = PassView(
@@ -67,3 +69,14 @@ def test_another_site_s_redemption_looks_missing_and_twice_is_refused() -> None:
             site_delay=timedelta(hours=1),
         )
     assert exc.value.status == 409
+
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def test_monthly_windows_follow_the_paris_calendar() -> None:
+    # 31 Oct 23:30 UTC is already 1 November in Paris: the window opened in November.
+    opened = datetime(2026, 10, 31, 23, 30, tzinfo=UTC)
+    assert not period_over(opened, datetime(2026, 11, 30, 22, 59, tzinfo=UTC), PARIS)
+    assert period_over(opened, datetime(2026, 11, 30, 23, 0, tzinfo=UTC), PARIS)  # 1 Dec 00:00 Paris
+    assert period_over(datetime(2026, 12, 15, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), PARIS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from uuid import UUID
 
 
@@ -86,3 +86,10 @@ def check_reversible(
             "ask finance: the site's reversal delay has passed",
         )
     return r
+
+
+def period_over(opened_at: datetime, now: datetime, tz: tzinfo) -> bool:
+    """True when `now` is in a later calendar month than the window's opening, in `tz`
+    (Europe/Paris): monthly windows follow the French calendar, not UTC."""
+    opened, today = opened_at.astimezone(tz), now.astimezone(tz)
+    return (today.year, today.month) > (opened.year, opened.month)
