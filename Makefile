@@ -48,3 +48,8 @@ schemas:
 format:
 	$(PYTHON) -m ruff check --fix services schemas tests deploy
 	$(PYTHON) -m ruff format services schemas tests deploy
+
+## Benchmarks: each prints its figures and, last, one JSON line.
+bench-redemption: install
+	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	$(PYTHON) -m bench.redemption

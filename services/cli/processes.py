@@ -29,6 +29,7 @@ class ServiceProcesses:
     state_dir: Path
     env: dict[str, str]
     ports: dict[str, int] = field(default_factory=lambda: dict(SERVICE_PORTS))
+    workers: dict[str, int] = field(default_factory=dict)  # uvicorn worker processes per service
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -57,6 +58,8 @@ class ServiceProcesses:
             "--no-access-log",
             "--log-level",
             "warning",
+            "--workers",
+            str(self.workers.get(name, 1)),
         ]
         with open(logs / f"{name}.log", "ab") as log:
             proc = subprocess.Popen(
