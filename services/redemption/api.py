@@ -89,32 +89,35 @@ async def redeem(body: RedemptionRequest, rt: Rt, site: Site, key: IdempotencyKe
 async def accept(
     rt: Runtime, conn: asyncpg.Connection, site_id: UUID, code: str, body: RedemptionRequest
 ) -> dict[str, Any]:
-    found = await pg_store.pass_by_code(conn, code)
-    view = found[0] if found else None
-    qualified = view is not None and await pg_store.is_qualified(conn, site_id, view.programme_id)
+    found = await pg_store.pass_for_site(conn, code, site_id)
     now = rt.clock.now()
     rules.check_redeemable(
-        view, qualified=qualified, today=now.astimezone(PARIS).date(), learning_path=body.learning_path
+        found[0] if found else None,
+        qualified=found is not None and found[3],
+        today=now.astimezone(PARIS).date(),
+        learning_path=body.learning_path,
     )
     assert found is not None
-    pass_view, funders, face_value = found
-    window_id = await pg_store.open_window_shared(conn)
+    pass_view, funders, face_value, _ = found
     redemption_id = rt.ids.new()
-    inserted = await conn.fetchval(
+    # The insert takes the open window FOR SHARE in the same statement (see current_window).
+    window_id = await conn.fetchval(
+        "WITH w AS (SELECT window_id FROM current_window FOR SHARE) "
         "INSERT INTO redemptions (redemption_id, pass_id, site_id, programme_id, window_id, face_value_cents, "
-        "learning_path, workshop_date, duration_minutes, accepted_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) "
-        "ON CONFLICT (pass_id) WHERE NOT reversed DO NOTHING RETURNING true",
+        "learning_path, workshop_date, duration_minutes, accepted_at) "
+        "SELECT $1, $2, $3, $4, w.window_id, $5, $6, $7, $8, $9 FROM w "
+        "ON CONFLICT (pass_id) WHERE NOT reversed DO NOTHING RETURNING window_id",
         redemption_id,
         pass_view.pass_id,
         site_id,
         pass_view.programme_id,
-        window_id,
         face_value,
         body.learning_path,
         body.workshop_date,
         body.duration_minutes,
         now,
     )
+    inserted = window_id is not None
     if not inserted:
         raise rules.ALREADY_REDEEMED
     event = PassRedeemed(

@@ -11,14 +11,18 @@ from schemas.events import FunderShare
 from services.redemption.domain.rules import PassView, RedemptionView
 
 
-async def pass_by_code(
-    conn: asyncpg.Connection, code: str
-) -> tuple[PassView, tuple[FunderShare, ...], int] | None:
+async def pass_for_site(
+    conn: asyncpg.Connection, code: str, site_id: UUID
+) -> tuple[PassView, tuple[FunderShare, ...], int, bool] | None:
+    """The pass with its programme's terms, and whether the site is qualified for it: one round
+    trip on the hot path."""
     row = await conn.fetchrow(
         "SELECT p.pass_id, p.programme_id, p.status, g.valid_from, g.valid_until, g.grace_days, "
-        "g.learning_paths, g.funders, g.face_value_cents "
-        "FROM passes p JOIN programmes g USING (programme_id) WHERE p.code = $1",
+        "g.learning_paths, g.funders, g.face_value_cents, "
+        "EXISTS (SELECT 1 FROM qualifications q WHERE q.site_id = $2 AND q.programme_id = p.programme_id) "
+        "AS qualified FROM passes p JOIN programmes g USING (programme_id) WHERE p.code = $1",
         code,
+        site_id,
     )
     if row is None:
         return None
@@ -32,15 +36,7 @@ async def pass_by_code(
         tuple(row["learning_paths"]),
     )
     funders = tuple(FunderShare.model_validate(f) for f in json.loads(row["funders"]))
-    return view, funders, row["face_value_cents"]
-
-
-async def is_qualified(conn: asyncpg.Connection, site_id: UUID, programme_id: UUID) -> bool:
-    return bool(
-        await conn.fetchval(
-            "SELECT true FROM qualifications WHERE site_id = $1 AND programme_id = $2", site_id, programme_id
-        )
-    )
+    return view, funders, row["face_value_cents"], row["qualified"]
 
 
 async def open_window_shared(conn: asyncpg.Connection) -> int:
