@@ -212,6 +212,21 @@ async def list_redemptions(
     return [{k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(r).items()} for r in rows]
 
 
+@router.get("/redemptions/{redemption_id}", tags=["redemptions"])
+async def read_redemption(redemption_id: UUID, rt: Rt, who: SiteOrFinance) -> dict[str, Any]:
+    """One redemption: a site reads only its own (another site's is answered as missing)."""
+    row = await rt.pool.fetchrow(
+        "SELECT redemption_id, pass_id, site_id, programme_id, window_id, face_value_cents, learning_path, "
+        "workshop_date, duration_minutes, accepted_at, reversed FROM redemptions WHERE redemption_id = $1",
+        redemption_id,
+    )
+    if row is None or (who.role == Role.SITE and str(row["site_id"]) != who.subject):
+        raise Problem(
+            404, "unknown-redemption", "Unknown redemption", f"no redemption {redemption_id} for you"
+        )
+    return {k: (str(v) if isinstance(v, UUID) else v) for k, v in dict(row).items()}
+
+
 @router.get("/windows/current", tags=["windows"])
 async def current_window(rt: Rt, who: SiteOrFinance) -> dict[str, Any]:
     row = await rt.pool.fetchrow("SELECT window_id, opened_at FROM current_window")

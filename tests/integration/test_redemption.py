@@ -214,3 +214,27 @@ async def test_a_window_whose_month_has_ended_is_closed_once(stack) -> None:  # 
     assert await close_current_window(rt, only_if_period_over=True) is None  # a second tick: nothing
     current = await rt.pool.fetchval("SELECT window_id FROM current_window")
     assert current == closed["next_window_id"]
+
+
+async def test_a_site_reads_only_its_own_redemptions_and_finance_reads_all(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    _, redemption = stack
+    mine = (
+        await redemption.post("/redemptions", json=body(programme.codes.pop()), headers=site(programme, 0))
+    ).json()
+    theirs = (
+        await redemption.post("/redemptions", json=body(programme.codes.pop()), headers=site(programme, 1))
+    ).json()
+    own = await redemption.get("/redemptions", headers=site(programme, 0), params={"limit": 1000})
+    assert {r["site_id"] for r in own.json()} == {programme.sites[0]}
+    assert mine["redemption_id"] in {r["redemption_id"] for r in own.json()}
+    peek = await redemption.get(
+        "/redemptions", headers=site(programme, 0), params={"site_id": programme.sites[1]}
+    )
+    assert peek.status_code == 403
+    other = await redemption.get(f"/redemptions/{theirs['redemption_id']}", headers=site(programme, 0))
+    assert other.status_code == 404
+    everything = await redemption.get("/redemptions", headers=FINANCE, params={"limit": 1000})
+    assert {programme.sites[0], programme.sites[1]} <= {r["site_id"] for r in everything.json()}
+    assert (
+        await redemption.get(f"/redemptions/{theirs['redemption_id']}", headers=FINANCE)
+    ).status_code == 200
