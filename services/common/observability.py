@@ -9,9 +9,10 @@ import time
 from collections.abc import Awaitable, Callable
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common import metrics
 
@@ -75,12 +76,33 @@ def tcp_check(bootstrap: str) -> Check:
 
 
 def install_request_metrics(app: FastAPI, service: str) -> None:
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    app.add_middleware(RequestMetrics, service=service)
+
+
+class RequestMetrics:
+    """Counts and times requests per route template. A plain ASGI middleware: Starlette's
+    BaseHTTPMiddleware costs a task and a stream per request on the hot path."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self._app = app
+        self._service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.REQUESTS.labels(service, path, str(response.status_code)).inc()
-        metrics.REQUEST_SECONDS.labels(service, path).observe(time.perf_counter() - started)
-        return response
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, capture)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            metrics.REQUESTS.labels(self._service, path, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(self._service, path).observe(time.perf_counter() - started)
