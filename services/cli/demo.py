@@ -23,6 +23,12 @@ from services.common.auth import Role
 from services.common.money import format_eur
 
 Step = Callable[[str], None]
+# (what, done, total): how far a long step has gone, for a progress bar.
+Advance = Callable[[str, int, int], None]
+
+
+def _no_progress(what: str, done: int, total: int) -> None:
+    pass
 
 
 @dataclass
@@ -55,6 +61,7 @@ class MainJob:
     bootstrap: str
     topic_prefix: str
     step: Step
+    advance: Advance = _no_progress
     seed: int = 2026
     redeem_ratio: float = 0.7
 
@@ -177,11 +184,14 @@ class MainJob:
             lambda: self._try_first(first_site, codes["bfc"][0]),
             timeout=60,
         )
-        for key, programme_codes in codes.items():
-            qualified = [s for s in sites if key in s.programmes]
-            chosen = programme_codes[1 : int(len(programme_codes) * self.redeem_ratio)]
-            for code in chosen:
-                self.redeem(self.rng.choice(qualified), code, self.rng.choice(scenario.PATHS))
+        plan = [
+            (code, [s for s in sites if key in s.programmes])
+            for key, programme_codes in codes.items()
+            for code in programme_codes[1 : int(len(programme_codes) * self.redeem_ratio)]
+        ]
+        for done, (code, qualified) in enumerate(plan, start=1):
+            self.redeem(self.rng.choice(qualified), code, self.rng.choice(scenario.PATHS))
+            self.advance("sites redeeming passes (window 1)", done, len(plan))
         self.step(f"window 1: {len(self.out.accepted)} passes redeemed at the sites")
         self.show_refusals(sites, codes)
         for rid in self.rng.sample(sorted(self.out.accepted), 3):

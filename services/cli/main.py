@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from schemas.topics import Topic
@@ -106,14 +107,29 @@ def demo(keep: Annotated[bool, typer.Option(help="leave the system running after
             procs.start_all()
             procs.wait_all_ready()
         console.print(f"[green]✓[/] system up in {time.monotonic() - started:.1f}s (Kafka {bootstrap})")
-        job = MainJob(
-            urls={n: procs.url(n) for n in procs.ports},
-            secret=DEV_SECRET,
-            bootstrap=bootstrap,
-            topic_prefix=prefix,
-            step=lambda text: console.print(f"[green]✓[/] {text}", highlight=False),
-        )
-        outcome = job.run()
+        with Progress(
+            TextColumn("  {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
+            bars: dict[str, TaskID] = {}
+
+            def advance(what: str, done: int, total: int) -> None:
+                if what not in bars:
+                    bars[what] = progress.add_task(what, total=total)
+                progress.update(bars[what], completed=done)
+
+            job = MainJob(
+                urls={n: procs.url(n) for n in procs.ports},
+                secret=DEV_SECRET,
+                bootstrap=bootstrap,
+                topic_prefix=prefix,
+                step=lambda text: console.print(f"[green]✓[/] {text}", highlight=False),
+                advance=advance,
+            )
+            outcome = job.run()
         _summary(outcome)
         ok = outcome.audit is not None and outcome.audit.ok and _matches(outcome)
     except StackError as exc:
