@@ -7,6 +7,8 @@ from pathlib import Path
 from services.common.http import create_app
 from services.common.runtime import Runtime
 from services.issuer.api import router
+from services.issuer.api_distribution import router as distribution_router
+from services.issuer.api_lifecycle import router as lifecycle_router
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -18,6 +20,6 @@ async def start() -> Runtime:
 app = create_app(
     "issuer",
     start,
-    [router],
+    [router, distribution_router, lifecycle_router],
     description="Programmes, funders, sites, funded orders, booklets and pass codes.",
 )
