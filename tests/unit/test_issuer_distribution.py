@@ -69,3 +69,18 @@ def test_cancelled_distributed_or_expired_booklets_cannot_be_distributed() -> No
             check_distributable(status, done, until, 31, day)
         assert exc.value.slug == slug
     assert last_valid_day(until, 31) == date(2027, 1, 31)
+
+
+def test_bulk_codes_are_distinct_valid_and_use_the_whole_alphabet_evenly() -> None:
+    from collections import Counter
+
+    from schemas.pass_codes import ALPHABET, normalize
+    from services.issuer.api import new_codes
+
+    made = new_codes(20_000)
+    assert len(made) == len(set(made)) == 20_000
+    assert all(normalize(c) == c for c in made)
+    counts = Counter("".join(c[:-1] for c in made))
+    assert set(counts) == set(ALPHABET)
+    expected = 200_000 / len(ALPHABET)
+    assert all(abs(n - expected) < 0.06 * expected for n in counts.values())  # ~14 sigma: bias, not chance
