@@ -231,10 +231,13 @@ async def place_order(
         programme = await pg_store.programme(conn, body.programme_id)
         if programme is None:
             raise Refused(404, "unknown-programme", f"no programme {body.programme_id}")
+        shares = await pg_store.programme_shares(conn, body.programme_id)
+        if who.role == Role.FUNDER and who.subject not in {str(s.funder_id) for s in shares}:
+            raise Refused(403, "not-a-funder", "a funder orders only for programmes it co-finances")
         total = order_total_cents(
             body.booklets, programme["passes_per_booklet"], programme["face_value_cents"]
         )
-        dues = funder_dues(total, await pg_store.programme_shares(conn, body.programme_id))
+        dues = funder_dues(total, shares)
         order_id = rt.ids.new()
         await conn.execute(
             "INSERT INTO orders (order_id, programme_id, booklets, face_value_total_cents, status) "
@@ -324,12 +327,21 @@ async def activate(rt: Runtime, conn: asyncpg.Connection, order: asyncpg.Record)
     programme = await pg_store.programme(conn, order["programme_id"])
     assert programme is not None
     per_booklet = programme["passes_per_booklet"]
-    fresh = iter(new_codes(order["booklets"] * per_booklet))
-    booklets = [
-        (rt.ids.new(), [(rt.ids.new(), next(fresh)) for _ in range(per_booklet)])
-        for _ in range(order["booklets"])
-    ]
-    await pg_store.insert_booklets(conn, order["order_id"], order["programme_id"], booklets)
+    for attempt in range(3):
+        fresh = iter(new_codes(order["booklets"] * per_booklet))
+        booklets = [
+            (rt.ids.new(), [(rt.ids.new(), next(fresh)) for _ in range(per_booklet)])
+            for _ in range(order["booklets"])
+        ]
+        try:
+            async with conn.transaction():  # a savepoint: a clash undoes only this attempt
+                await pg_store.insert_booklets(conn, order["order_id"], order["programme_id"], booklets)
+            break
+        except asyncpg.UniqueViolationError:
+            # ~49 random bits per code: a clash with an earlier order's code is very rare
+            # (about 2e-6 for a 45 000-pass order against as many), but it must not be a 500.
+            if attempt == 2:
+                raise
     await conn.execute(
         "UPDATE orders SET status = 'active', activated_at = now() WHERE order_id = $1", order["order_id"]
     )

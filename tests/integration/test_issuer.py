@@ -164,6 +164,18 @@ async def test_booklets_activate_only_after_the_last_share(issuer, pg) -> None: 
     assert await pg.fetchval(activated, f"%{order['order_id']}%") == 3
 
 
+async def test_a_funder_orders_only_for_programmes_it_co_finances(issuer, pg) -> None:  # type: ignore[no-untyped-def]
+    order = await ordered(issuer, booklets=1)
+    stranger = (await funders(issuer, 1))[0]
+    before = await outbox_count(pg)
+    body = {"programme_id": order["programme_id"], "booklets": 1}
+    r = await issuer.post("/orders", json=body, headers=auth(Role.FUNDER, stranger))
+    assert r.status_code == 403 and r.json()["type"].endswith("/not-a-funder")
+    assert await outbox_count(pg) == before
+    r = await issuer.post("/orders", json=body, headers=auth(Role.FUNDER, order["funders"][1]))
+    assert r.status_code == 201
+
+
 async def test_idempotency_key_replays_the_answer_and_refuses_another_body(issuer) -> None:  # type: ignore[no-untyped-def]
     headers = {**FINANCE, "Idempotency-Key": uuid.uuid4().hex}
     body = {"name": "Mission locale de Beaune", "kind": "mission-locale"}
@@ -282,7 +294,9 @@ async def test_site_iban_is_masked_except_in_finance_payout_details(issuer) -> N
         )
         assert r.status_code == 403
     bad = await issuer.post(
-        "/sites", json={**body, "iban": iban[:-1] + "0", "siret": scenario.siret(rng)}, headers=FINANCE
+        "/sites",
+        json={**body, "iban": iban[:-1] + str((int(iban[-1]) + 1) % 10), "siret": scenario.siret(rng)},
+        headers=FINANCE,
     )
     assert bad.status_code == 422
 
