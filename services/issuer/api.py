@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -30,6 +29,7 @@ from services.common.outbox import enqueue, enqueue_many
 from services.common.problems import Problem
 from services.common.runtime import Runtime
 from services.issuer import pg_store
+from services.issuer.codes import new_codes
 from services.issuer.domain.model import (
     Refused,
     Share,
@@ -393,33 +393,6 @@ async def read_order(order_id: UUID, rt: Rt, who: Finance) -> dict[str, Any]:
         ],
         "booklets": list(booklets.values()),
     }
-
-
-def new_code() -> str:
-    return new_codes(1)[0]
-
-
-# Bytes below the largest multiple of the alphabet's size map to a character; the others are
-# dropped, so that every character stays equally likely (rejection sampling, no modulo bias).
-_UNBIASED = 256 - 256 % len(codes.ALPHABET)
-_TO_ALPHABET = bytes(ord(codes.ALPHABET[b % len(codes.ALPHABET)]) if b < _UNBIASED else 0 for b in range(256))
-_REJECTED = bytes(range(_UNBIASED, 256))
-
-
-def new_codes(count: int) -> list[str]:
-    """`count` distinct random codes from the OS CSPRNG, drawn in bulk (bytes.translate): one
-    `secrets.choice` per character was most of the time of activating a 45 000-pass order."""
-    needed = count * codes.BODY_LENGTH
-    chars = b""
-    while len(chars) < needed:
-        chars += secrets.token_bytes(needed).translate(_TO_ALPHABET, _REJECTED)
-    text = chars.decode("ascii")
-    made = list(
-        dict.fromkeys(
-            codes.make_code(text[i : i + codes.BODY_LENGTH]) for i in range(0, needed, codes.BODY_LENGTH)
-        )
-    )
-    return made if len(made) == count else made + new_codes(count - len(made))
 
 
 async def emit_many(rt: Runtime, conn: asyncpg.Connection, payloads: list[tuple[Any, UUID]]) -> None:

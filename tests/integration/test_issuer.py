@@ -199,6 +199,10 @@ async def test_a_prescriber_sees_only_its_own_booklets_and_beneficiaries(issuer)
     assert r.status_code == 404
     handed = await post(issuer, f"/booklets/{booklets[0]}/distribution", person(0), me)
     assert (await issuer.get(f"/beneficiaries/{handed['beneficiary_id']}", headers=them)).status_code == 404
+    erase = f"/beneficiaries/{handed['beneficiary_id']}/personal-data"
+    assert (await issuer.delete(erase, headers=them)).status_code == 404
+    cancel = await issuer.post(f"/booklets/{booklets[0]}/cancellation", json={"reason": "x"}, headers=them)
+    assert cancel.status_code == 404
     mine_view = (await issuer.get(f"/beneficiaries/{handed['beneficiary_id']}", headers=me)).json()
     assert mine_view["family_name"] == PEOPLE[0][1]
     assert (

@@ -75,7 +75,7 @@ def test_bulk_codes_are_distinct_valid_and_use_the_whole_alphabet_evenly() -> No
     from collections import Counter
 
     from schemas.pass_codes import ALPHABET, normalize
-    from services.issuer.api import new_codes
+    from services.issuer.codes import new_codes
 
     made = new_codes(20_000)
     assert len(made) == len(set(made)) == 20_000
