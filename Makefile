@@ -53,3 +53,6 @@ format:
 bench-redemption: install
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
 	$(PYTHON) -m bench.redemption
+
+bench-issuer: install
+	$(PYTHON) -m bench.issuer

@@ -64,12 +64,19 @@ class ProgrammeRegistered(Payload):
     grace_days: Annotated[int, Field(ge=0)]
     learning_paths: tuple[str, ...]
     funders: tuple[FunderShare, ...]
+    # Added after v1 shipped, with defaults so that earlier events keep parsing.
+    min_age: Annotated[int, Field(ge=0, le=150)] | None = None
+    max_age: Annotated[int, Field(ge=0, le=150)] | None = None
+    version: Annotated[int, Field(ge=1)] = 1
+    supersedes: UUID | None = None
 
     @model_validator(mode="after")
     def _check(self) -> ProgrammeRegistered:
         _shares_are_whole(self.funders)
         if self.valid_until < self.valid_from:
             raise ValueError("valid_until is before valid_from")
+        if self.min_age is not None and self.max_age is not None and self.max_age < self.min_age:
+            raise ValueError("max_age is below min_age")
         return self
 
 
@@ -139,6 +146,45 @@ class PassCancelled(Payload):
     pass_id: UUID
     programme_id: UUID
     reason: str
+
+
+class PrescriberRegistered(Payload):
+    """A prescriber (Mission locale, France Services desk, association…): an organisation."""
+
+    TYPE = "PrescriberRegistered"
+    prescriber_id: UUID
+    name: str
+    kind: str
+
+
+class BookletAllocated(Payload):
+    """An active booklet handed to a prescriber, who will distribute it."""
+
+    TYPE = "BookletAllocated"
+    booklet_id: UUID
+    programme_id: UUID
+    prescriber_id: UUID
+
+
+class BookletDistributed(Payload):
+    """A prescriber handed a booklet to a beneficiary. The beneficiary is a keyed pseudonym
+    (HMAC of the identity, with a key only the issuer holds): never a name or a birth date."""
+
+    TYPE = "BookletDistributed"
+    booklet_id: UUID
+    programme_id: UUID
+    prescriber_id: UUID
+    beneficiary_pseudonym: Annotated[str, Field(min_length=16, max_length=128)]
+    distributed_on: date
+
+
+class PassExpired(Payload):
+    """A pass past its programme's validity plus grace, not redeemed: it can no longer be."""
+
+    TYPE = "PassExpired"
+    pass_id: UUID
+    programme_id: UUID
+    expired_on: date
 
 
 # --- redemption ---------------------------------------------------------------------------
@@ -279,6 +325,10 @@ PAYLOAD_MODELS: tuple[type[Payload], ...] = (
     FunderPaymentRecorded,
     BookletActivated,
     PassCancelled,
+    PrescriberRegistered,
+    BookletAllocated,
+    BookletDistributed,
+    PassExpired,
     PassRedeemed,
     RedemptionReversed,
     WindowClosed,

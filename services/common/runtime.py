@@ -53,6 +53,7 @@ class Runtime:
         ids: IdGenerator | None = None,
         kafka: KafkaSettings | None = None,
         database: DatabaseSettings | None = None,
+        relay: Callable[[asyncpg.Pool, KafkaSettings, str], Loop] | None = None,
     ) -> Runtime:
         kafka = kafka or KafkaSettings()
         database = database or DatabaseSettings()
@@ -65,7 +66,8 @@ class Runtime:
         producer = await asyncio.to_thread(make_producer, kafka.bootstrap_servers)
         ids = ids or RandomIds()
         runtime = cls(name, pool, producer, EventFactory(name, clock, ids), kafka, clock, ids)
-        runtime.spawn(OutboxRelay(pool, producer, schema=name).run)
+        # `relay` lets a service pick another relay (e.g. outbox_aiokafka for bursty outboxes).
+        runtime.spawn(relay(pool, kafka, name) if relay else OutboxRelay(pool, producer, schema=name).run)
         return runtime
 
     def topic(self, topic: Topic) -> str:

@@ -47,3 +47,20 @@ class ServiceUrls(BaseSettings):
     redemption_url: str = "http://127.0.0.1:8102"
     clearing_url: str = "http://127.0.0.1:8103"
     notifier_url: str = "http://127.0.0.1:8104"
+
+
+class PseudonymSettings(BaseSettings):
+    """The key of the beneficiary pseudonyms (HMAC): whoever holds it can link a person to a
+    pseudonym, so it lives with the issuer only, and a dev default exists in the dev profile only."""
+
+    model_config = SettingsConfigDict(env_prefix="PASSCLEAR_")
+    profile: str = "prod"
+    pseudonym_secret: str = ""
+
+    @model_validator(mode="after")
+    def _secret_required_outside_dev(self) -> PseudonymSettings:
+        if not self.pseudonym_secret:
+            if self.profile != "dev":
+                raise ValueError("PASSCLEAR_PSEUDONYM_SECRET must be set outside the dev profile")
+            object.__setattr__(self, "pseudonym_secret", "dev-only-pseudonym-key-" + DEV_SECRET)
+        return self

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -26,10 +25,11 @@ from schemas.events import (
 from schemas.topics import Topic
 from services.common.auth import Principal, Role, require
 from services.common.http import claim_idempotency_key, request_hash, store_idempotent_answer
-from services.common.outbox import enqueue
+from services.common.outbox import enqueue, enqueue_many
 from services.common.problems import Problem
 from services.common.runtime import Runtime
 from services.issuer import pg_store
+from services.issuer.codes import new_codes
 from services.issuer.domain.model import (
     Refused,
     Share,
@@ -99,43 +99,66 @@ async def register_funder(body: NewFunder, rt: Rt, who: Finance, key: Idempotenc
 async def register_programme(
     body: NewProgramme, rt: Rt, who: Finance, key: IdempotencyKey = None
 ) -> JSONResponse:
-    """Register a programme with its funders' shares (basis points summing to 10 000, in order)."""
-    shares = [Share(f.funder_id, f.share_bp) for f in body.funders]
+    """Register a programme with its funders' shares (basis points summing to 10 000, in order).
+    Shares are never edited: a change is a new version (POST /programmes/{id}/versions)."""
 
     async def action(conn: asyncpg.Connection) -> dict[str, Any]:
-        check_shares(shares)
-        if body.valid_until < body.valid_from:
-            raise Refused(422, "invalid-validity", "valid_until is before valid_from")
-        missing = await pg_store.missing_funders(conn, [s.funder_id for s in shares])
-        if missing:
-            raise Refused(422, "unknown-funder", f"unknown funder(s): {', '.join(map(str, missing))}")
-        programme_id = rt.ids.new()
-        await conn.execute(
-            "INSERT INTO programmes (programme_id, name, territory, face_value_cents, passes_per_booklet, "
-            "valid_from, valid_until, grace_days, learning_paths) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-            programme_id,
-            body.name,
-            body.territory,
-            body.face_value_cents,
-            body.passes_per_booklet,
-            body.valid_from,
-            body.valid_until,
-            body.grace_days,
-            body.learning_paths,
-        )
-        await conn.executemany(
-            "INSERT INTO programme_funders (programme_id, funder_id, position, share_bp) VALUES ($1,$2,$3,$4)",
-            [(programme_id, s.funder_id, i, s.share_bp) for i, s in enumerate(shares)],
-        )
-        event = ProgrammeRegistered(
-            programme_id=programme_id,
-            **body.model_dump(exclude={"funders"}),
-            funders=tuple(FunderShare(funder_id=s.funder_id, share_bp=s.share_bp) for s in shares),
-        )
-        await emit(rt, conn, event, programme_id)
-        return {"programme_id": str(programme_id)}
+        programme_id = await create_programme(rt, conn, body)
+        return {"programme_id": str(programme_id), "version": 1}
 
     return await transact(rt, who, key, body, action)
+
+
+async def create_programme(
+    rt: Runtime,
+    conn: asyncpg.Connection,
+    body: NewProgramme,
+    *,
+    version: int = 1,
+    supersedes: UUID | None = None,
+) -> UUID:
+    """Check and write a programme (or a new version of one) and announce it."""
+    shares = [Share(f.funder_id, f.share_bp) for f in body.funders]
+    check_shares(shares)
+    if body.valid_until < body.valid_from:
+        raise Refused(422, "invalid-validity", "valid_until is before valid_from")
+    if body.min_age is not None and body.max_age is not None and body.max_age < body.min_age:
+        raise Refused(422, "invalid-eligibility", "max_age is below min_age")
+    missing = await pg_store.missing_funders(conn, [s.funder_id for s in shares])
+    if missing:
+        raise Refused(422, "unknown-funder", f"unknown funder(s): {', '.join(map(str, missing))}")
+    programme_id = rt.ids.new()
+    await conn.execute(
+        "INSERT INTO programmes (programme_id, name, territory, face_value_cents, passes_per_booklet, "
+        "valid_from, valid_until, grace_days, learning_paths, min_age, max_age, version, supersedes) "
+        "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)",
+        programme_id,
+        body.name,
+        body.territory,
+        body.face_value_cents,
+        body.passes_per_booklet,
+        body.valid_from,
+        body.valid_until,
+        body.grace_days,
+        body.learning_paths,
+        body.min_age,
+        body.max_age,
+        version,
+        supersedes,
+    )
+    await conn.executemany(
+        "INSERT INTO programme_funders (programme_id, funder_id, position, share_bp) VALUES ($1,$2,$3,$4)",
+        [(programme_id, s.funder_id, i, s.share_bp) for i, s in enumerate(shares)],
+    )
+    event = ProgrammeRegistered(
+        programme_id=programme_id,
+        **body.model_dump(exclude={"funders"}),
+        funders=tuple(FunderShare(funder_id=s.funder_id, share_bp=s.share_bp) for s in shares),
+        version=version,
+        supersedes=supersedes,
+    )
+    await emit(rt, conn, event, programme_id)
+    return programme_id
 
 
 @router.post("/sites", status_code=201, tags=["registry"])
@@ -208,10 +231,13 @@ async def place_order(
         programme = await pg_store.programme(conn, body.programme_id)
         if programme is None:
             raise Refused(404, "unknown-programme", f"no programme {body.programme_id}")
+        shares = await pg_store.programme_shares(conn, body.programme_id)
+        if who.role == Role.FUNDER and who.subject not in {str(s.funder_id) for s in shares}:
+            raise Refused(403, "not-a-funder", "a funder orders only for programmes it co-finances")
         total = order_total_cents(
             body.booklets, programme["passes_per_booklet"], programme["face_value_cents"]
         )
-        dues = funder_dues(total, await pg_store.programme_shares(conn, body.programme_id))
+        dues = funder_dues(total, shares)
         order_id = rt.ids.new()
         await conn.execute(
             "INSERT INTO orders (order_id, programme_id, booklets, face_value_total_cents, status) "
@@ -300,25 +326,42 @@ async def activate(rt: Runtime, conn: asyncpg.Connection, order: asyncpg.Record)
     """Create the order's booklets and passes, now fully funded, and announce them."""
     programme = await pg_store.programme(conn, order["programme_id"])
     assert programme is not None
-    booklets = [
-        (rt.ids.new(), [(rt.ids.new(), new_code()) for _ in range(programme["passes_per_booklet"])])
-        for _ in range(order["booklets"])
-    ]
-    await pg_store.insert_booklets(conn, order["order_id"], order["programme_id"], booklets)
+    per_booklet = programme["passes_per_booklet"]
+    for attempt in range(3):
+        fresh = iter(new_codes(order["booklets"] * per_booklet))
+        booklets = [
+            (rt.ids.new(), [(rt.ids.new(), next(fresh)) for _ in range(per_booklet)])
+            for _ in range(order["booklets"])
+        ]
+        try:
+            async with conn.transaction():  # a savepoint: a clash undoes only this attempt
+                await pg_store.insert_booklets(conn, order["order_id"], order["programme_id"], booklets)
+            break
+        except asyncpg.UniqueViolationError:
+            # ~49 random bits per code: a clash with an earlier order's code is very rare
+            # (about 2e-6 for a 45 000-pass order against as many), but it must not be a 500.
+            if attempt == 2:
+                raise
     await conn.execute(
         "UPDATE orders SET status = 'active', activated_at = now() WHERE order_id = $1", order["order_id"]
     )
-    for booklet_id, passes in booklets:
-        event = BookletActivated(
-            booklet_id=booklet_id,
-            order_id=order["order_id"],
-            programme_id=order["programme_id"],
-            face_value_cents=programme["face_value_cents"],
-            valid_until=programme["valid_until"],
-            grace_days=programme["grace_days"],
-            passes=tuple(PassIssued(pass_id=p, code=c) for p, c in passes),
+    # One pipelined insert for the whole order: 9 000 booklets are 9 000 outbox rows.
+    envelopes = [
+        rt.events.envelope(
+            BookletActivated(
+                booklet_id=booklet_id,
+                order_id=order["order_id"],
+                programme_id=order["programme_id"],
+                face_value_cents=programme["face_value_cents"],
+                valid_until=programme["valid_until"],
+                grace_days=programme["grace_days"],
+                passes=tuple(PassIssued(pass_id=p, code=c) for p, c in passes),
+            ),
+            key=str(order["programme_id"]),
         )
-        await emit(rt, conn, event, order["programme_id"])
+        for booklet_id, passes in booklets
+    ]
+    await enqueue_many(conn, rt.topic(Topic.ISSUER), envelopes)
 
 
 @router.get("/orders/{order_id}", tags=["orders"])
@@ -352,8 +395,10 @@ async def read_order(order_id: UUID, rt: Rt, who: Finance) -> dict[str, Any]:
     }
 
 
-def new_code() -> str:
-    return codes.make_code("".join(secrets.choice(codes.ALPHABET) for _ in range(codes.BODY_LENGTH)))
+async def emit_many(rt: Runtime, conn: asyncpg.Connection, payloads: list[tuple[Any, UUID]]) -> None:
+    """`emit` for many events of one transaction, in one pipelined insert."""
+    envelopes = [rt.events.envelope(p, key=str(k)) for p, k in payloads]
+    await enqueue_many(conn, rt.topic(Topic.ISSUER), envelopes)
 
 
 def mask_iban(iban: str) -> str:

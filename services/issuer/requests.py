@@ -61,6 +61,8 @@ class NewProgramme(Body):
     grace_days: int = Field(default=31, ge=0, le=366)
     learning_paths: list[str] = Field(min_length=1)
     funders: list[ShareIn] = Field(min_length=1, max_length=6)
+    min_age: int | None = Field(default=None, ge=0, le=150, examples=[16])
+    max_age: int | None = Field(default=None, ge=0, le=150, examples=[25])
 
 
 class NewSite(Body):
@@ -84,3 +86,41 @@ class NewPayment(Body):
     amount_cents: int = Field(strict=True, gt=0)
     bank_reference: str = Field(min_length=1, max_length=140)
     funder_id: UUID | None = Field(default=None, description="finance only: the funder who paid")
+
+
+class NewPrescriber(Body):
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field(
+        min_length=1, max_length=50, examples=["mission-locale", "france-services", "association"]
+    )
+
+
+class NewAllocation(Body):
+    programme_id: UUID
+    booklets: int = Field(strict=True, ge=1, le=100_000)
+
+
+class NewDistribution(Body):
+    """Who receives the booklet. Kept in the issuer's tables only; events carry a pseudonym."""
+
+    given_name: str = Field(min_length=1, max_length=200)
+    family_name: str = Field(min_length=1, max_length=200)
+    birth_date: date
+    email: EmailStr | None = None
+    distributed_on: date
+
+
+class NewCancellation(Body):
+    reason: str = Field(min_length=1, max_length=200, examples=["booklet reported stolen"])
+
+
+class NewExpiryRun(Body):
+    as_of: date = Field(description="passes whose validity plus grace ended before this day expire")
+
+
+class NewProgrammeVersion(Body):
+    """A new version of a programme: new shares (and optionally new validity), same terms otherwise."""
+
+    funders: list[ShareIn] = Field(min_length=1, max_length=6)
+    valid_from: date | None = None
+    valid_until: date | None = None

@@ -11,6 +11,7 @@ from schemas.envelope import Envelope
 from schemas.events import (
     BookletActivated,
     PassCancelled,
+    PassExpired,
     Payload,
     ProgrammeRegistered,
     SiteQualificationGranted,
@@ -66,6 +67,13 @@ async def pass_cancelled(conn: asyncpg.Connection, e: PassCancelled) -> None:
     await conn.execute("UPDATE passes SET status = 'cancelled' WHERE pass_id = $1", e.pass_id)
 
 
+async def pass_expired(conn: asyncpg.Connection, e: PassExpired) -> None:
+    # A cancellation stands: an expiry only applies to a pass still active.
+    await conn.execute(
+        "UPDATE passes SET status = 'expired' WHERE pass_id = $1 AND status = 'active'", e.pass_id
+    )
+
+
 HANDLERS: dict[type[Payload], Callable[[asyncpg.Connection, object], Awaitable[None]]] = {
     ProgrammeRegistered: programme_registered,  # type: ignore[dict-item]
     SiteRegistered: site_registered,  # type: ignore[dict-item]
@@ -73,6 +81,7 @@ HANDLERS: dict[type[Payload], Callable[[asyncpg.Connection, object], Awaitable[N
     SiteQualificationWithdrawn: qualification_withdrawn,  # type: ignore[dict-item]
     BookletActivated: booklet_activated,  # type: ignore[dict-item]
     PassCancelled: pass_cancelled,  # type: ignore[dict-item]
+    PassExpired: pass_expired,  # type: ignore[dict-item]
 }
 
 

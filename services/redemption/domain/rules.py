@@ -40,7 +40,7 @@ def check_redeemable(p: PassView | None, *, qualified: bool, today: date, learni
         raise Refusal(
             409, "pass-not-yet-valid", "Pass not yet valid", f"this pass is valid from {p.valid_from}"
         )
-    if today > p.valid_until + timedelta(days=p.grace_days):
+    if p.status == "expired" or today > p.valid_until + timedelta(days=p.grace_days):
         raise Refusal(410, "pass-expired", "Pass expired", f"this pass expired on {p.valid_until}")
     if not qualified:
         raise Refusal(
