@@ -23,5 +23,8 @@ async def test_requests_are_counted_per_route_template_and_status() -> None:
         ready = await client.get("/ready")
     assert ready.json() == {"status": "ready", "checks": {}}
     text = generate_latest().decode()
-    assert 'passclear_http_requests_total{route="/things/{thing_id}",service="unit-test",status="200"} 3.0' in text
+    assert (
+        'passclear_http_requests_total{route="/things/{thing_id}",service="unit-test",status="200"} 3.0'
+        in text
+    )
     assert 'route="unmatched",service="unit-test",status="404"' in text
