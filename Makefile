@@ -31,8 +31,8 @@ integration: install
 	$(PYTEST) tests/integration tests/e2e -q
 
 lint: install
-	$(PYTHON) -m ruff check services schemas tests deploy
-	$(PYTHON) -m ruff format --check services schemas tests deploy
+	$(PYTHON) -m ruff check services schemas tests deploy bench
+	$(PYTHON) -m ruff format --check services schemas tests deploy bench
 	$(PYTHON) -m mypy services schemas
 	lint-imports
 
