@@ -10,7 +10,8 @@ from services.common.kafka import EventConsumer
 from services.common.runtime import Runtime
 from services.notifier import handlers
 from services.notifier.api import router
-from services.notifier.settings import NotifierSettings
+from services.notifier.email import EmailSender
+from services.notifier.settings import NotifierSettings, SmtpSettings
 from services.notifier.webhooks import WebhookSender
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -28,7 +29,9 @@ async def start() -> Runtime:
         topic_prefix=rt.kafka.topic_prefix,
     )
     rt.spawn(consumer.run)
-    rt.spawn(WebhookSender(rt, NotifierSettings()).run)
+    settings = NotifierSettings()
+    rt.spawn(WebhookSender(rt, settings).run)
+    rt.spawn(EmailSender(rt, settings, SmtpSettings()).run)
     return rt
 
 
@@ -36,5 +39,6 @@ app = create_app(
     "notifier",
     start,
     [router],
-    description="Tells sites about their statements: signed webhooks, retries, delivery log.",
+    description="Tells sites about their statements and funders about their calls for funds: signed webhooks, "
+    "e-mail, retries, dead letters, delivery log.",
 )

@@ -1,4 +1,7 @@
-"""What the notifier does with clearing events: one pending delivery per site channel."""
+"""What the notifier does with clearing events: one pending delivery per recipient and channel.
+
+Notification ids derive from the statement and the channel, so a redelivered event (or a
+restart) never creates a second notification with a new webhook-id."""
 
 from __future__ import annotations
 
@@ -7,8 +10,14 @@ import json
 import asyncpg
 
 from schemas.envelope import Envelope
-from schemas.events import Payload, StatementIssued
-from services.notifier.domain.schedule import notification_id
+from schemas.events import FunderStatementIssued, Payload, StatementIssued
+from services.notifier.domain.schedule import funder_contact_channel, notification_id, site_contact_channel
+
+INSERT_DELIVERY = (
+    "INSERT INTO deliveries (notification_id, statement_id, site_id, endpoint_id, channel, email_channel_id, "
+    "funder_id, window_id, body, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) "
+    "ON CONFLICT DO NOTHING"
+)
 
 
 def webhook_body(st: StatementIssued, notification: str) -> str:
@@ -34,22 +43,50 @@ def webhook_body(st: StatementIssued, notification: str) -> str:
 
 
 async def statement_issued(conn: asyncpg.Connection, st: StatementIssued) -> None:
+    await record_funder_lines(conn, st)
     endpoints = await conn.fetch(
         "SELECT endpoint_id FROM webhook_endpoints WHERE site_id = $1 AND disabled_at IS NULL", st.site_id
+    )
+    emails = await conn.fetch(
+        "SELECT channel_id FROM email_channels WHERE site_id = $1 AND disabled_at IS NULL", st.site_id
     )
     for endpoint in endpoints:
         nid = notification_id(st.statement_id, endpoint["endpoint_id"])
         await conn.execute(
-            "INSERT INTO deliveries (notification_id, statement_id, site_id, endpoint_id, body, next_attempt_at) "
-            "VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT DO NOTHING",
-            nid,
-            st.statement_id,
-            st.site_id,
-            endpoint["endpoint_id"],
-            webhook_body(st, nid),
-        )
+            INSERT_DELIVERY, nid, st.statement_id, st.site_id, endpoint["endpoint_id"], "webhook",
+            None, None, st.window_id, webhook_body(st, nid),
+        )  # fmt: skip
+    # Without any channel of its own, the site hears by e-mail at its registry contact address,
+    # which the sender reads from the issuer's API (addresses never travel on Kafka).
+    channels = [e["channel_id"] for e in emails] or ([] if endpoints else [None])
+    for channel in channels:
+        nid = notification_id(st.statement_id, channel or site_contact_channel(st.site_id))
+        await conn.execute(
+            INSERT_DELIVERY, nid, st.statement_id, st.site_id, None, "email", channel, None,
+            st.window_id, webhook_body(st, nid),
+        )  # fmt: skip
+
+
+async def record_funder_lines(conn: asyncpg.Connection, st: StatementIssued) -> None:
+    await conn.executemany(
+        "INSERT INTO funder_statement_lines (statement_id, funder_id, window_id, site_id, amount_cents) "
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        [(st.statement_id, f.funder_id, st.window_id, st.site_id, f.amount_cents) for f in st.funder_amounts],
+    )
+
+
+async def funder_statement_issued(conn: asyncpg.Connection, fs: FunderStatementIssued) -> None:
+    """Once per window and funder: the id derives from the funder statement and the funder."""
+    nid = notification_id(fs.funder_statement_id, funder_contact_channel(fs.funder_id))
+    body = fs.model_dump_json()
+    await conn.execute(
+        INSERT_DELIVERY, nid, fs.funder_statement_id, None, None, "email", None, fs.funder_id,
+        fs.window_id, body,
+    )  # fmt: skip
 
 
 async def apply(conn: asyncpg.Connection, _: Envelope, payload: Payload) -> None:
     if isinstance(payload, StatementIssued):
         await statement_issued(conn, payload)
+    elif isinstance(payload, FunderStatementIssued):
+        await funder_statement_issued(conn, payload)
