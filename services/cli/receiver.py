@@ -14,6 +14,12 @@ from typing import Any
 from standardwebhooks import Webhook, WebhookVerificationError
 
 
+class Server(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections when a sender posts a batch at once.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 @dataclass
 class Received:
     path: str
@@ -40,6 +46,8 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive: senders reuse their connections
+
             def do_POST(self) -> None:
                 arrived = time.time()
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -48,12 +56,13 @@ class WebhookReceiver:
                 if delays:
                     time.sleep(delays.pop(0))
                 self.send_response(status)
+                self.send_header("content-length", "0")
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 

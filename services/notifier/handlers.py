@@ -44,34 +44,59 @@ def webhook_body(st: StatementIssued, notification: str) -> str:
 
 async def statement_issued(conn: asyncpg.Connection, st: StatementIssued) -> None:
     await record_funder_lines(conn, st)
-    endpoints = await conn.fetch(
-        "SELECT endpoint_id FROM webhook_endpoints WHERE site_id = $1 AND disabled_at IS NULL", st.site_id
+    channels = await conn.fetch(
+        "SELECT 'webhook' AS channel, endpoint_id AS id FROM webhook_endpoints "
+        "WHERE site_id = $1 AND disabled_at IS NULL "
+        "UNION ALL SELECT 'email', channel_id FROM email_channels WHERE site_id = $1 AND disabled_at IS NULL",
+        st.site_id,
     )
-    emails = await conn.fetch(
-        "SELECT channel_id FROM email_channels WHERE site_id = $1 AND disabled_at IS NULL", st.site_id
-    )
-    for endpoint in endpoints:
-        nid = notification_id(st.statement_id, endpoint["endpoint_id"])
-        await conn.execute(
-            INSERT_DELIVERY, nid, st.statement_id, st.site_id, endpoint["endpoint_id"], "webhook",
-            None, None, st.window_id, webhook_body(st, nid),
-        )  # fmt: skip
+    webhooks = [c["id"] for c in channels if c["channel"] == "webhook"]
+    emails = [c["id"] for c in channels if c["channel"] == "email"]
+    rows = []
+    for endpoint in webhooks:
+        nid = notification_id(st.statement_id, endpoint)
+        rows.append(
+            (
+                nid,
+                st.statement_id,
+                st.site_id,
+                endpoint,
+                "webhook",
+                None,
+                None,
+                st.window_id,
+                webhook_body(st, nid),
+            )
+        )
     # Without any channel of its own, the site hears by e-mail at its registry contact address,
     # which the sender reads from the issuer's API (addresses never travel on Kafka).
-    channels = [e["channel_id"] for e in emails] or ([] if endpoints else [None])
-    for channel in channels:
-        nid = notification_id(st.statement_id, channel or site_contact_channel(st.site_id))
-        await conn.execute(
-            INSERT_DELIVERY, nid, st.statement_id, st.site_id, None, "email", channel, None,
-            st.window_id, webhook_body(st, nid),
-        )  # fmt: skip
+    for email in emails or ([] if webhooks else [None]):
+        nid = notification_id(st.statement_id, email or site_contact_channel(st.site_id))
+        rows.append(
+            (
+                nid,
+                st.statement_id,
+                st.site_id,
+                None,
+                "email",
+                email,
+                None,
+                st.window_id,
+                webhook_body(st, nid),
+            )
+        )
+    await conn.executemany(INSERT_DELIVERY, rows)
 
 
 async def record_funder_lines(conn: asyncpg.Connection, st: StatementIssued) -> None:
-    await conn.executemany(
+    await conn.execute(
         "INSERT INTO funder_statement_lines (statement_id, funder_id, window_id, site_id, amount_cents) "
-        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        [(st.statement_id, f.funder_id, st.window_id, st.site_id, f.amount_cents) for f in st.funder_amounts],
+        "SELECT $1, f, $2, $3, a FROM unnest($4::uuid[], $5::bigint[]) AS t(f, a) ON CONFLICT DO NOTHING",
+        st.statement_id,
+        st.window_id,
+        st.site_id,
+        [f.funder_id for f in st.funder_amounts],
+        [f.amount_cents for f in st.funder_amounts],
     )
 
 

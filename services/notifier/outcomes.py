@@ -19,7 +19,7 @@ from schemas.events import (
     Payload,
 )
 from schemas.topics import Topic
-from services.common.outbox import enqueue
+from services.common.outbox import enqueue, enqueue_many
 from services.common.runtime import Runtime
 from services.notifier.domain.schedule import endpoint_disable_reason, next_attempt
 from services.notifier.settings import NotifierSettings
@@ -146,3 +146,46 @@ async def _emit(
         )
         key = str(row["site_id"])
     await enqueue(conn, rt.topic(Topic.NOTIFICATIONS), rt.events.envelope(event, key=key))
+
+
+async def record_delivered(conn: asyncpg.Connection, rt: Runtime, rows: list[asyncpg.Record]) -> None:
+    """`record_outcome` for a batch of deliveries that succeeded, in a handful of pipelined
+    statements rather than four round trips each (the sender's hot path, see bench/notifier.py)."""
+    if not rows:
+        return
+    now = rt.clock.now()
+    await conn.executemany(
+        "INSERT INTO delivery_attempts (notification_id, attempt, at, outcome) VALUES ($1, $2, $3, 'delivered')",
+        [(r["notification_id"], r["attempts"] + 1, now) for r in rows],
+    )
+    await conn.execute(
+        "UPDATE deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = $2, last_error = NULL "
+        "WHERE notification_id = ANY($1::text[])",
+        [r["notification_id"] for r in rows],
+        now,
+    )
+    endpoints = sorted({r["endpoint_id"] for r in rows if r["endpoint_id"] is not None})
+    if endpoints:
+        await conn.execute(
+            "UPDATE webhook_endpoints SET consecutive_failures = 0 "
+            "WHERE endpoint_id = ANY($1::uuid[]) AND consecutive_failures <> 0",
+            endpoints,
+        )
+    envelopes = [
+        rt.events.envelope(
+            NotificationDelivered(
+                notification_id=r["notification_id"],
+                statement_id=r["statement_id"],
+                site_id=r["site_id"],
+                channel=r["channel"],
+                attempts=r["attempts"] + 1,
+            ),
+            key=str(r["site_id"]),
+        )
+        for r in rows
+        if r["funder_id"] is None
+    ]
+    await enqueue_many(conn, rt.topic(Topic.NOTIFICATIONS), envelopes)
+    for r in rows:
+        if r["funder_id"] is not None:  # funders' e-mails do not come through here; kept exact anyway
+            await _emit(conn, rt, r, r["attempts"] + 1, None)
