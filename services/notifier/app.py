@@ -6,10 +6,10 @@ from pathlib import Path
 
 from schemas.topics import Topic
 from services.common.http import create_app
-from services.common.kafka import EventConsumer
 from services.common.runtime import Runtime
 from services.notifier import handlers
 from services.notifier.api import router
+from services.notifier.consumer import BatchedEventConsumer
 from services.notifier.email import EmailSender
 from services.notifier.settings import NotifierSettings, SmtpSettings
 from services.notifier.webhooks import WebhookSender
@@ -19,7 +19,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 async def start() -> Runtime:
     rt = await Runtime.start("notifier", MIGRATIONS)
-    consumer = EventConsumer(
+    consumer = BatchedEventConsumer(
         name="notifier-statements",
         topics=[rt.topic(Topic.CLEARING)],
         bootstrap=rt.kafka.bootstrap_servers,

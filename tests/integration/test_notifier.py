@@ -23,7 +23,14 @@ from services.cli.processes import ServiceProcesses
 from services.cli.receiver import WebhookReceiver
 from services.common.auth import Role
 from tests.integration.helpers import auth, eventually, read_topic, running
-from tests.integration.notifier_kit import SmtpInbox, free_port, funder_statement, publish, statement
+from tests.integration.notifier_kit import (
+    CLEARING,
+    SmtpInbox,
+    free_port,
+    funder_statement,
+    publish,
+    statement,
+)
 
 pytestmark = pytest.mark.integration
 FINANCE = auth(Role.FINANCE, "finance")
@@ -376,3 +383,39 @@ async def test_the_delivery_log_shows_a_site_only_its_own(notifier, receiver, se
     everything = (await notifier.get("/deliveries", headers=FINANCE)).json()
     assert {str(mine), str(theirs)} <= {d["site_id"] for d in everything}
     assert (await notifier.get("/dead-letters", headers=auth(Role.SITE, str(mine)))).status_code == 403
+
+
+async def test_a_poison_message_amid_a_batch_is_dead_lettered_and_the_rest_applied(
+    notifier,
+    receiver,
+    service_env,  # type: ignore[no-untyped-def]
+) -> None:
+    from kafka import KafkaProducer
+
+    rec, url = receiver
+    site = uuid.uuid4()
+    await endpoint(notifier, rec, url, site)
+    before, after = statement(site, window_id=7), statement(site, window_id=8)
+    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env)
+    key = str(site).encode()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for value in (
+        CLEARING.envelope(before, key=str(site)).to_bytes(),
+        b'{"not": "an envelope"}',
+        CLEARING.envelope(after, key=str(site)).to_bytes(),
+    ):
+        producer.send(topic, key=key, value=value)  # one key: one partition, in this order
+    producer.flush(30)
+    producer.close(5)
+
+    for st in (before, after):
+        (d,) = await settled(notifier, st.statement_id)
+        assert d["status"] == "delivered"
+
+    async def dead_lettered() -> list[Envelope] | None:
+        records = read_topic(bootstrap, topic_name(Topic.DEAD_LETTERS, service_env["KAFKA_TOPIC_PREFIX"]))
+        found = [e for _, _, e in records if isinstance(e, Envelope) and "not" in e.payload.get("raw", "")]
+        return found or None
+
+    (dead,) = await eventually("the poison message on the dead-letter topic", dead_lettered)
+    assert dead.payload["consumer"] == "notifier-statements"
