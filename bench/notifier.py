@@ -129,7 +129,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> int:
     n = int(os.environ.get("BENCH_STATEMENTS", 10_000))
     n_sites = int(os.environ.get("BENCH_SITES", 1_000))
-    rate = float(os.environ.get("BENCH_RATE", 500))
+    rate = float(os.environ.get("BENCH_RATE", 250))
     bootstrap, base_url = infra()
     database_url = fresh_database(base_url)
     prefix = f"bench-notifier-{uuid.uuid4().hex[:8]}."

@@ -30,7 +30,8 @@ async def start() -> Runtime:
     )
     rt.spawn(consumer.run)
     settings = NotifierSettings()
-    rt.spawn(WebhookSender(rt, settings).run)
+    for _ in range(settings.senders):
+        rt.spawn(WebhookSender(rt, settings).run)
     rt.spawn(EmailSender(rt, settings, SmtpSettings()).run)
     return rt
 

@@ -10,6 +10,9 @@ class NotifierSettings(BaseSettings):
     timeout_seconds: float = 5.0
     poll_seconds: float = 0.1
     batch_size: int = 100
+    # Concurrent sender loops per process (deliveries are claimed with SKIP LOCKED): while one
+    # batch waits on its receivers, the next is already on its way.
+    senders: int = 2
     # An endpoint whose last N notifications all ended failed (every retry spent) is disabled.
     disable_after_failures: int = 3
     # How long the previous secret keeps signing after a rotation.
