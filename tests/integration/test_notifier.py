@@ -419,3 +419,29 @@ async def test_a_poison_message_amid_a_batch_is_dead_lettered_and_the_rest_appli
 
     (dead,) = await eventually("the poison message on the dead-letter topic", dead_lettered)
     assert dead.payload["consumer"] == "notifier-statements"
+
+
+async def test_a_call_for_funds_without_a_finance_contact_ends_failed_and_dead_lettered(
+    notifier,
+    service_env,  # type: ignore[no-untyped-def]
+) -> None:
+    funder = uuid.uuid4()
+    fs = funder_statement(funder, 9, [])
+    publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), [fs], key=str(funder))
+
+    (d,) = await settled(notifier, fs.funder_statement_id)
+    assert d["status"] == "failed" and d["attempts"] == 4
+    assert d["last_error"] == f"no finance contact registered for funder {funder}"
+    dead = (await notifier.get("/dead-letters", headers=FINANCE)).json()
+    assert d["notification_id"] in {x["notification_id"] for x in dead}
+
+    async def failed_event() -> list[Envelope] | None:
+        found = [
+            e
+            for e in notifier_events(service_env)
+            if e.payload.get("funder_statement_id") == str(fs.funder_statement_id)
+        ]
+        return found or None
+
+    (event,) = await eventually("FunderNotificationFailed", failed_event)
+    assert event.type == "FunderNotificationFailed" and event.payload["reason"] == d["last_error"]
