@@ -45,6 +45,10 @@ down:
 schemas:
 	$(PYTHON) -m schemas.export
 
+## P4: StatementIssued published -> signed webhook received, p50/p99 over 10,000 statements.
+bench-notifier: install
+	$(PYTHON) -m bench.notifier
+
 format:
 	$(PYTHON) -m ruff check --fix services schemas tests deploy
 	$(PYTHON) -m ruff format services schemas tests deploy

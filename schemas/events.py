@@ -299,6 +299,29 @@ class NotificationFailed(Payload):
     reason: str
 
 
+class FunderNotificationDelivered(Payload):
+    """A funder's finance team received its call for funds (e-mail with CSV and PDF)."""
+
+    TYPE = "FunderNotificationDelivered"
+    notification_id: str
+    funder_statement_id: UUID
+    funder_id: UUID
+    window_id: Annotated[int, Field(ge=1)]
+    channel: str
+    attempts: Annotated[int, Field(ge=1)]
+
+
+class FunderNotificationFailed(Payload):
+    TYPE = "FunderNotificationFailed"
+    notification_id: str
+    funder_statement_id: UUID
+    funder_id: UUID
+    window_id: Annotated[int, Field(ge=1)]
+    channel: str
+    attempts: Annotated[int, Field(ge=1)]
+    reason: str
+
+
 # --- dead letters -------------------------------------------------------------------------
 
 
@@ -337,6 +360,8 @@ PAYLOAD_MODELS: tuple[type[Payload], ...] = (
     NotificationDelivered,
     NotificationFailed,
     DeadLetterRecorded,
+    FunderNotificationDelivered,
+    FunderNotificationFailed,
 )
 REGISTRY: dict[tuple[str, int], type[Payload]] = {(m.TYPE, m.VERSION): m for m in PAYLOAD_MODELS}
 

@@ -6,11 +6,12 @@ from pathlib import Path
 
 from schemas.topics import Topic
 from services.common.http import create_app
-from services.common.kafka import EventConsumer
 from services.common.runtime import Runtime
 from services.notifier import handlers
 from services.notifier.api import router
-from services.notifier.settings import NotifierSettings
+from services.notifier.consumer import BatchedEventConsumer
+from services.notifier.email import EmailSender
+from services.notifier.settings import NotifierSettings, SmtpSettings
 from services.notifier.webhooks import WebhookSender
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -18,7 +19,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 async def start() -> Runtime:
     rt = await Runtime.start("notifier", MIGRATIONS)
-    consumer = EventConsumer(
+    consumer = BatchedEventConsumer(
         name="notifier-statements",
         topics=[rt.topic(Topic.CLEARING)],
         bootstrap=rt.kafka.bootstrap_servers,
@@ -28,7 +29,10 @@ async def start() -> Runtime:
         topic_prefix=rt.kafka.topic_prefix,
     )
     rt.spawn(consumer.run)
-    rt.spawn(WebhookSender(rt, NotifierSettings()).run)
+    settings = NotifierSettings()
+    for _ in range(settings.senders):
+        rt.spawn(WebhookSender(rt, settings).run)
+    rt.spawn(EmailSender(rt, settings, SmtpSettings()).run)
     return rt
 
 
@@ -36,5 +40,6 @@ app = create_app(
     "notifier",
     start,
     [router],
-    description="Tells sites about their statements: signed webhooks, retries, delivery log.",
+    description="Tells sites about their statements and funders about their calls for funds: signed webhooks, "
+    "e-mail, retries, dead letters, delivery log.",
 )

@@ -1,4 +1,7 @@
-"""What the notifier does with clearing events: one pending delivery per site channel."""
+"""What the notifier does with clearing events: one pending delivery per recipient and channel.
+
+Notification ids derive from the statement and the channel, so a redelivered event (or a
+restart) never creates a second notification with a new webhook-id."""
 
 from __future__ import annotations
 
@@ -7,8 +10,14 @@ import json
 import asyncpg
 
 from schemas.envelope import Envelope
-from schemas.events import Payload, StatementIssued
-from services.notifier.domain.schedule import notification_id
+from schemas.events import FunderStatementIssued, Payload, StatementIssued
+from services.notifier.domain.schedule import funder_contact_channel, notification_id, site_contact_channel
+
+INSERT_DELIVERY = (
+    "INSERT INTO deliveries (notification_id, statement_id, site_id, endpoint_id, channel, email_channel_id, "
+    "funder_id, window_id, body, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) "
+    "ON CONFLICT DO NOTHING"
+)
 
 
 def webhook_body(st: StatementIssued, notification: str) -> str:
@@ -34,22 +43,75 @@ def webhook_body(st: StatementIssued, notification: str) -> str:
 
 
 async def statement_issued(conn: asyncpg.Connection, st: StatementIssued) -> None:
-    endpoints = await conn.fetch(
-        "SELECT endpoint_id FROM webhook_endpoints WHERE site_id = $1 AND disabled_at IS NULL", st.site_id
+    await record_funder_lines(conn, st)
+    channels = await conn.fetch(
+        "SELECT 'webhook' AS channel, endpoint_id AS id FROM webhook_endpoints "
+        "WHERE site_id = $1 AND disabled_at IS NULL "
+        "UNION ALL SELECT 'email', channel_id FROM email_channels WHERE site_id = $1 AND disabled_at IS NULL",
+        st.site_id,
     )
-    for endpoint in endpoints:
-        nid = notification_id(st.statement_id, endpoint["endpoint_id"])
-        await conn.execute(
-            "INSERT INTO deliveries (notification_id, statement_id, site_id, endpoint_id, body, next_attempt_at) "
-            "VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT DO NOTHING",
-            nid,
-            st.statement_id,
-            st.site_id,
-            endpoint["endpoint_id"],
-            webhook_body(st, nid),
+    webhooks = [c["id"] for c in channels if c["channel"] == "webhook"]
+    emails = [c["id"] for c in channels if c["channel"] == "email"]
+    rows = []
+    for endpoint in webhooks:
+        nid = notification_id(st.statement_id, endpoint)
+        rows.append(
+            (
+                nid,
+                st.statement_id,
+                st.site_id,
+                endpoint,
+                "webhook",
+                None,
+                None,
+                st.window_id,
+                webhook_body(st, nid),
+            )
         )
+    # Without any channel of its own, the site hears by e-mail at its registry contact address,
+    # which the sender reads from the issuer's API (addresses never travel on Kafka).
+    for email in emails or ([] if webhooks else [None]):
+        nid = notification_id(st.statement_id, email or site_contact_channel(st.site_id))
+        rows.append(
+            (
+                nid,
+                st.statement_id,
+                st.site_id,
+                None,
+                "email",
+                email,
+                None,
+                st.window_id,
+                webhook_body(st, nid),
+            )
+        )
+    await conn.executemany(INSERT_DELIVERY, rows)
+
+
+async def record_funder_lines(conn: asyncpg.Connection, st: StatementIssued) -> None:
+    await conn.execute(
+        "INSERT INTO funder_statement_lines (statement_id, funder_id, window_id, site_id, amount_cents) "
+        "SELECT $1, f, $2, $3, a FROM unnest($4::uuid[], $5::bigint[]) AS t(f, a) ON CONFLICT DO NOTHING",
+        st.statement_id,
+        st.window_id,
+        st.site_id,
+        [f.funder_id for f in st.funder_amounts],
+        [f.amount_cents for f in st.funder_amounts],
+    )
+
+
+async def funder_statement_issued(conn: asyncpg.Connection, fs: FunderStatementIssued) -> None:
+    """Once per window and funder: the id derives from the funder statement and the funder."""
+    nid = notification_id(fs.funder_statement_id, funder_contact_channel(fs.funder_id))
+    body = fs.model_dump_json()
+    await conn.execute(
+        INSERT_DELIVERY, nid, fs.funder_statement_id, None, None, "email", None, fs.funder_id,
+        fs.window_id, body,
+    )  # fmt: skip
 
 
 async def apply(conn: asyncpg.Connection, _: Envelope, payload: Payload) -> None:
     if isinstance(payload, StatementIssued):
         await statement_issued(conn, payload)
+    elif isinstance(payload, FunderStatementIssued):
+        await funder_statement_issued(conn, payload)

@@ -1,0 +1,70 @@
+"""The statements consumer, applying a whole poll batch in one transaction.
+
+The per-message transaction of `EventConsumer` (about ten round trips and a commit per event)
+capped the notifier at ~150 statements/s on the shared benchmark machine (bench/notifier.py),
+which is what most of P4's latency was. A batch keeps the same guarantees: each event's
+processed-event row is written in the transaction of its effect, and the offsets are committed
+after the database commit. If anything in the batch fails (a poison message, a database
+error), the batch rolls back as a whole and goes through the per-message path, which
+dead-letters poison messages and retries the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from kafka import KafkaConsumer
+from pydantic import ValidationError
+
+from schemas.envelope import Envelope
+from schemas.events import Payload, parse_payload
+from services.common import inbox, metrics
+from services.common.dead_letters import PoisonMessage
+from services.common.kafka import LAG_REPORT_SECONDS, EventConsumer
+
+log = structlog.get_logger()
+
+
+class BatchedEventConsumer(EventConsumer):
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer: KafkaConsumer = await asyncio.to_thread(self._connect)
+        last_lag_report = 0.0
+        try:
+            while not stop.is_set():
+                batch = await asyncio.to_thread(consumer.poll, 200, 500)
+                messages = [m for records in batch.values() for m in records]
+                if messages:
+                    if not await self._apply_batch(messages):
+                        for message in messages:
+                            await self._apply_with_retry(message, stop)
+                    await asyncio.to_thread(consumer.commit)
+                if time.monotonic() - last_lag_report > LAG_REPORT_SECONDS:
+                    await asyncio.to_thread(self._report_lag, consumer)
+                    last_lag_report = time.monotonic()
+        finally:
+            await asyncio.to_thread(consumer.close)
+
+    async def _apply_batch(self, messages: list[object]) -> bool:
+        """True when every message of the batch was applied (or already had been)."""
+        try:
+            decoded: list[tuple[Envelope, Payload]] = []
+            for message in messages:
+                envelope = Envelope.from_bytes(message.value)  # type: ignore[attr-defined]
+                decoded.append((envelope, parse_payload(envelope)))
+        except (ValidationError, ValueError):
+            return False  # the per-message path dead-letters the unreadable one
+        try:
+            applied = 0
+            async with self._pool.acquire() as conn, conn.transaction():
+                for envelope, payload in decoded:
+                    if await inbox.first_time(conn, self.name, envelope.event_id):
+                        await self._handler(conn, envelope, payload)
+                        applied += 1
+        except PoisonMessage:
+            return False
+        except Exception:
+            log.exception("batch failed; applying its messages one by one", consumer=self.name)
+            return False
+        metrics.EVENTS_IN.labels(self.name).inc(applied)
+        return True

@@ -1,0 +1,110 @@
+"""What sites and funders read: French e-mails (plain text and HTML) and the CSV of a call for
+funds. Pure: takes figures, returns text."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from dataclasses import dataclass
+from datetime import date
+from uuid import UUID
+
+
+def euros(cents: int) -> str:
+    """12345 -> '123,45 €' (display is the only place a comma appears)."""
+    sign = "-" if cents < 0 else ""
+    whole, rest = divmod(abs(cents), 100)
+    return f"{sign}{whole:,}".replace(",", "\u202f") + f",{rest:02d} €"
+
+
+def french_date(day: date) -> str:
+    return day.strftime("%d/%m/%Y")
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    text: str
+    html: str
+
+
+@dataclass(frozen=True)
+class SiteStatementFacts:
+    statement_id: str
+    window_id: int
+    period_start: date
+    period_end: date
+    amount_cents: int
+    passes: int
+    reversals: int
+    expected_payout_date: date
+
+
+def site_statement_email(f: SiteStatementFacts) -> Email:
+    subject = f"Pass Numérique : relevé de compensation n° {f.window_id} — {euros(f.amount_cents)}"
+    rows = [
+        ("Relevé", f.statement_id),
+        ("Période", f"du {french_date(f.period_start)} au {french_date(f.period_end)}"),
+        ("Pass encaissés", str(f.passes)),
+        ("Annulations", str(f.reversals)),
+        ("Montant à vous verser", euros(f.amount_cents)),
+        ("Date de virement prévue", french_date(f.expected_payout_date)),
+    ]
+    intro = "Bonjour,\n\nVotre relevé de compensation Pass Numérique est émis."
+    outro = "Le virement SEPA sera émis à la date prévue.\n\nCordialement,\nL'équipe Pass Numérique"
+    return Email(subject, _text(intro, rows, outro), _html(intro, rows, outro))
+
+
+@dataclass(frozen=True)
+class FunderStatementFacts:
+    funder_statement_id: str
+    window_id: int
+    amount_cents: int
+    statements: int
+
+
+def funder_statement_email(f: FunderStatementFacts) -> Email:
+    subject = f"Pass Numérique : appel de fonds, période n° {f.window_id} — {euros(f.amount_cents)}"
+    rows = [
+        ("Appel de fonds", f.funder_statement_id),
+        ("Période de compensation", str(f.window_id)),
+        ("Relevés de sites", str(f.statements)),
+        ("Montant de votre quote-part", euros(f.amount_cents)),
+    ]
+    intro = "Bonjour,\n\nVoici votre appel de fonds pour la période de compensation close."
+    outro = "Le détail par relevé de site est joint (CSV et PDF).\n\nCordialement,\nL'équipe Pass Numérique"
+    return Email(subject, _text(intro, rows, outro), _html(intro, rows, outro))
+
+
+@dataclass(frozen=True)
+class FunderLine:
+    statement_id: UUID
+    site_id: UUID
+    amount_cents: int
+
+
+def funder_statement_csv(window_id: int, funder_id: UUID, lines: list[FunderLine]) -> str:
+    """One row per site statement: the funder's share in cents (machine-readable, no comma money)."""
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(["window_id", "funder_id", "statement_id", "site_id", "amount_cents"])
+    for line in sorted(lines, key=lambda x: str(x.statement_id)):
+        writer.writerow([window_id, funder_id, line.statement_id, line.site_id, line.amount_cents])
+    writer.writerow([window_id, funder_id, "TOTAL", "", sum(x.amount_cents for x in lines)])
+    return out.getvalue()
+
+
+def _text(intro: str, rows: list[tuple[str, str]], outro: str) -> str:
+    table = "\n".join(f"  {label} : {value}" for label, value in rows)
+    return f"{intro}\n\n{table}\n\n{outro}\n"
+
+
+def _html(intro: str, rows: list[tuple[str, str]], outro: str) -> str:
+    cells = "".join(
+        f"<tr><th align='left'>{html.escape(label)}</th><td>{html.escape(value)}</td></tr>"
+        for label, value in rows
+    )
+    paragraphs = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in intro.split("\n\n"))
+    closing = "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in outro.split("\n\n"))
+    return f"<html lang='fr'><body>{paragraphs}<table>{cells}</table>{closing}</body></html>"

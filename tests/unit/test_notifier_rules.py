@@ -1,0 +1,107 @@
+"""The notifier's pure rules: ids, retry schedule, secret overlap, disabling, French messages."""
+
+import csv
+import io
+import uuid
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from services.notifier.domain.messages import (
+    FunderLine,
+    FunderStatementFacts,
+    SiteStatementFacts,
+    euros,
+    funder_statement_csv,
+    funder_statement_email,
+    site_statement_email,
+)
+from services.notifier.domain.schedule import (
+    endpoint_disable_reason,
+    next_attempt,
+    notification_id,
+    signing_secrets,
+    site_contact_channel,
+)
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+STATEMENT, ENDPOINT = uuid.UUID(int=1), uuid.UUID(int=2)
+
+
+def test_a_notification_id_is_stable_per_statement_and_channel() -> None:
+    assert notification_id(STATEMENT, ENDPOINT) == notification_id(STATEMENT, ENDPOINT)
+    assert notification_id(STATEMENT, ENDPOINT) != notification_id(STATEMENT, uuid.UUID(int=3))
+    assert notification_id(STATEMENT, ENDPOINT).startswith("msg_")
+    assert site_contact_channel(ENDPOINT) == site_contact_channel(ENDPOINT) != ENDPOINT
+
+
+def test_retries_follow_the_schedule_then_stop() -> None:
+    schedule = (5.0, 300.0, 1800.0)
+    assert next_attempt(1, NOW, schedule) == NOW + timedelta(seconds=5)
+    assert next_attempt(3, NOW, schedule) == NOW + timedelta(seconds=1800)
+    assert next_attempt(4, NOW, schedule) is None
+
+
+def test_the_previous_secret_signs_only_during_the_overlap() -> None:
+    until = NOW + timedelta(hours=1)
+    assert signing_secrets(NOW, "new", "old", until) == ("new", "old")
+    assert signing_secrets(until, "new", "old", until) == ("new",)
+    assert signing_secrets(NOW, "new", None, None) == ("new",)
+
+
+def test_a_receiver_verifies_with_either_secret_during_a_rotation() -> None:
+    from services.notifier.webhooks import signed_headers
+
+    secrets = ("whsec_" + "A" * 43 + "=", "whsec_" + "B" * 43 + "=")
+    body = '{"type":"statement.issued"}'
+    headers = signed_headers(secrets, "msg_1", body, datetime.now(UTC))
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in secrets:
+        assert Webhook(secret).verify(body, headers) == {"type": "statement.issued"}
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "C" * 43 + "=").verify(body, headers)
+
+
+def test_an_endpoint_is_disabled_after_the_threshold_with_a_reason() -> None:
+    assert endpoint_disable_reason(2, 3, "HTTP 500") is None
+    reason = endpoint_disable_reason(3, 3, "HTTP 500")
+    assert reason is not None and "3" in reason and "HTTP 500" in reason
+    assert endpoint_disable_reason(10, 0, "HTTP 500") is None  # 0 turns disabling off
+
+
+@pytest.mark.parametrize(
+    ("cents", "shown"),
+    [(0, "0,00 €"), (5, "0,05 €"), (1000, "10,00 €"), (123456, "1\u202f234,56 €"), (-250, "-2,50 €")],
+)
+def test_euros_are_shown_the_french_way(cents: int, shown: str) -> None:
+    assert euros(cents) == shown
+
+
+def test_the_site_email_is_french_in_text_and_html() -> None:
+    email = site_statement_email(
+        SiteStatementFacts(
+            statement_id="st-1",
+            window_id=4,
+            period_start=date(2026, 10, 1),
+            period_end=date(2026, 10, 31),
+            amount_cents=12000,
+            passes=12,
+            reversals=1,
+            expected_payout_date=date(2026, 11, 15),
+        )
+    )
+    assert "120,00 €" in email.subject
+    assert "du 01/10/2026 au 31/10/2026" in email.text and "15/11/2026" in email.text
+    assert "<table>" in email.html and "Pass encaissés" in email.html and "120,00 €" in email.html
+
+
+def test_the_call_for_funds_csv_adds_up_to_the_funder_amount() -> None:
+    funder = uuid.UUID(int=9)
+    lines = [FunderLine(uuid.UUID(int=i), uuid.UUID(int=100 + i), 100 * i) for i in (3, 1, 2)]
+    rows = list(csv.reader(io.StringIO(funder_statement_csv(7, funder, lines)), delimiter=";"))
+    assert rows[0] == ["window_id", "funder_id", "statement_id", "site_id", "amount_cents"]
+    assert [r[2] for r in rows[1:-1]] == [str(uuid.UUID(int=i)) for i in (1, 2, 3)]
+    assert rows[-1][2:] == ["TOTAL", "", "600"]
+    email = funder_statement_email(FunderStatementFacts("fs-1", 7, 600, 3))
+    assert "appel de fonds" in email.subject and "6,00 €" in email.text
