@@ -10,8 +10,10 @@ from faust.contrib.asgi import faust_app_running
 
 from schemas.topics import Topic
 from services.clearing.api import router
+from services.clearing.export_api import router as export_router
 from services.clearing.faust_worker import build_app
 from services.clearing.ledger import LedgerApplier
+from services.clearing.settings import PayerSettings
 from services.common.http import create_app
 from services.common.runtime import Runtime
 
@@ -20,6 +22,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 async def start() -> Runtime:
     rt = await Runtime.start("clearing", MIGRATIONS)
+    # A misconfigured payer account stops the start, not the first payout file.
+    rt.extras["payer"] = PayerSettings()
     worker = build_app(
         app_id=f"{rt.kafka.topic_prefix}clearing",
         bootstrap=rt.kafka.bootstrap_servers,
@@ -35,6 +39,6 @@ async def start() -> Runtime:
 app = create_app(
     "clearing",
     start,
-    [router],
+    [router, export_router],
     description="Per-site reimbursement ledgers, statements and funder shares.",
 )

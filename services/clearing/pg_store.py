@@ -103,3 +103,13 @@ async def save_funder_statement(conn: asyncpg.Connection, fs: FunderStatementIss
 
 async def statement(conn: asyncpg.Connection | asyncpg.Pool, statement_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT site_id, body FROM statements WHERE statement_id = $1", statement_id)
+
+
+async def window_cleared(conn: asyncpg.Connection | asyncpg.Pool, window_id: int) -> bool:
+    """Every partition of the window has passed its WindowClosed marker."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS closed, max(partition_count) AS expected FROM closed_partitions "
+        "WHERE window_id = $1",
+        window_id,
+    )
+    return bool(row is not None and row["expected"] is not None and row["closed"] == row["expected"])
