@@ -45,7 +45,7 @@ async def statement_pdf(statement_id: uuid.UUID, rt: Rt, who: Reader) -> Respons
 @router.get("/windows/{window_id}/payouts")
 async def payouts(window_id: int, rt: Rt, who: Finance) -> dict[str, Any]:
     """What the window's SEPA file pays, and which statements it does not pay and why
-    (carried-over: total at zero or below, netted against a later window)."""
+    (carried-over: total at zero or below; held: the funders' payments do not cover it)."""
     plan, _ = await _plan(rt, window_id)
     return {
         "window_id": window_id,
@@ -104,7 +104,8 @@ async def _plan(rt: Runtime, window_id: int) -> tuple[PayoutPlan, list[Statement
                 f"window {window_id} has partitions not yet closed in clearing",
             )
         statements = await pg_store.statements_of(conn, window_id)
-    return plan_payouts(window_id, statements), statements
+        coverage = await pg_store.coverage(conn)
+    return plan_payouts(window_id, statements, held=coverage.held), statements
 
 
 async def _readable_statement(rt: Runtime, who: Principal, statement_id: uuid.UUID) -> StatementIssued:

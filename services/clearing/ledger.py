@@ -73,8 +73,10 @@ class LedgerApplier:
             raise PoisonMessage("WindowClosed marker on another partition than it names")
         closed = await pg_store.record_closed_partition(conn, marker)
         lines = await pg_store.lines_of(conn, marker.window_id, marker.partition)
+        parts = core.parts_for_partition(marker, lines)
         for statement in core.statements_for_partition(marker, lines):
             await pg_store.save_statement(conn, statement)
+            await pg_store.save_parts(conn, statement, parts[statement.site_id])
             await self._emit(conn, statement, key=str(statement.site_id), name=str(statement.statement_id))
         if closed == marker.partition_count:
             all_statements = await pg_store.statements_of(conn, marker.window_id)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import uuid
 from uuid import UUID
 
 import asyncpg
 
 from schemas.events import FunderShare, FunderStatementIssued, StatementIssued, WindowClosed
-from services.clearing.domain.statements import LedgerLine
+from services.clearing.domain.coverage import Coverage, Key, StatementDue, assess
+from services.clearing.domain.statements import FunderPart, LedgerLine
 
 
 async def add_lines(conn: asyncpg.Connection, lines: list[tuple[LedgerLine, int]]) -> None:
@@ -113,3 +116,42 @@ async def window_cleared(conn: asyncpg.Connection | asyncpg.Pool, window_id: int
         window_id,
     )
     return bool(row is not None and row["expected"] is not None and row["closed"] == row["expected"])
+
+
+async def save_parts(conn: asyncpg.Connection, st: StatementIssued, parts: tuple[FunderPart, ...]) -> None:
+    await conn.executemany(
+        "INSERT INTO statement_parts (statement_id, window_id, site_id, programme_id, funder_id, amount_cents) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            (st.statement_id, st.window_id, st.site_id, p.programme_id, p.funder_id, p.amount_cents)
+            for p in parts
+        ],
+    )
+
+
+async def coverage(conn: asyncpg.Connection | asyncpg.Pool) -> Coverage:
+    """Coverage over every cleared statement so far (earlier windows' payouts use funds first)."""
+    rows = await conn.fetch(
+        "SELECT s.statement_id, s.window_id, s.site_id, s.total_cents, p.programme_id, p.funder_id, "
+        "p.amount_cents FROM statements s LEFT JOIN statement_parts p USING (statement_id)"
+    )
+    dues: dict[uuid.UUID, StatementDue] = {}
+    for r in rows:
+        due = dues.get(r["statement_id"]) or StatementDue(
+            r["statement_id"], r["window_id"], r["site_id"], r["total_cents"], ()
+        )
+        if r["programme_id"] is not None:
+            part = FunderPart(r["programme_id"], r["funder_id"], r["amount_cents"])
+            due = dataclasses.replace(due, parts=(*due.parts, part))
+        dues[r["statement_id"]] = due
+    paid_in = await _sums(conn, "funder_payments")
+    ordered = await _sums(conn, "funder_dues")
+    return assess(dues.values(), paid_in=paid_in, ordered=ordered)
+
+
+async def _sums(conn: asyncpg.Connection | asyncpg.Pool, table: str) -> dict[Key, int]:
+    rows = await conn.fetch(
+        f"SELECT programme_id, funder_id, sum(amount_cents)::bigint AS cents FROM {table} "
+        "GROUP BY programme_id, funder_id"
+    )
+    return {(r["programme_id"], r["funder_id"]): r["cents"] for r in rows}

@@ -212,6 +212,19 @@ def test_two_windows_with_a_killed_worker_clear_to_the_cent_and_pay_by_sepa(syst
         assert b"IBAN" not in raw(system, f"/windows/{window}/payouts").content
 
     assert sum(expected[(s, w2)] for s in sites) > 0 and expected[(sites[2], w2)] == -FACE
+    # Coverage: the funders paid their dues up front, so everything positive is paid out.
+    owed_all: dict[str, int] = defaultdict(int)
+    out_all: dict[str, int] = defaultdict(int)
+    for total in expected.values():
+        for f, part in zip(funders, largest_remainder(total, SHARES), strict=True):
+            owed_all[f] += part
+            out_all[f] += part if total > 0 else 0
+    dues = {d["funder_id"]: d["amount_cents"] for d in order["dues"]}
+    coverage = {r["funder_id"]: r for r in clearing.get("/coverage")}
+    assert {
+        f: (r["paid_in_cents"], r["owed_cents"], r["paid_out_cents"], r["held_cents"])
+        for f, r in coverage.items()
+    } == {f: (dues[f], owed_all[f], out_all[f], 0) for f in funders}
     # Who may read what: another site's statement does not exist for you; payouts are finance's.
     a_statement = clearing.get("/statements", window_id=w1)[0]
     other = next(s for s in sites if s != a_statement["site_id"])

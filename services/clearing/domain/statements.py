@@ -76,19 +76,35 @@ def funder_statement_id(window_id: int, funder_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(STATEMENT_NS, f"funder-statement:{window_id}:{funder_id}")
 
 
-def funder_split(lines: Sequence[LedgerLine]) -> tuple[FunderAmount, ...]:
-    """Split per programme (each has its own shares), then add up per funder."""
+@dataclass(frozen=True)
+class FunderPart:
+    """What one funder owes of one programme's lines in a statement."""
+
+    programme_id: uuid.UUID
+    funder_id: uuid.UUID
+    amount_cents: int
+
+
+def funder_parts(lines: Sequence[LedgerLine]) -> tuple[FunderPart, ...]:
+    """Split per programme (each has its own shares), programmes in id order."""
     per_programme: dict[uuid.UUID, int] = defaultdict(int)
     shares: dict[uuid.UUID, tuple[FunderShare, ...]] = {}
     for line in lines:
         per_programme[line.programme_id] += line.amount_cents
         shares.setdefault(line.programme_id, line.funders)
-    totals: dict[uuid.UUID, int] = {}
+    parts: list[FunderPart] = []
     for programme_id in sorted(per_programme, key=str):
         funders = shares[programme_id]
-        parts = split_by_shares(per_programme[programme_id], [f.share_bp for f in funders])
-        for funder, part in zip(funders, parts, strict=True):
-            totals[funder.funder_id] = totals.get(funder.funder_id, 0) + part
+        split = split_by_shares(per_programme[programme_id], [f.share_bp for f in funders])
+        parts.extend(FunderPart(programme_id, f.funder_id, a) for f, a in zip(funders, split, strict=True))
+    return tuple(parts)
+
+
+def funder_split(lines: Sequence[LedgerLine]) -> tuple[FunderAmount, ...]:
+    """Split per programme, then add up per funder."""
+    totals: dict[uuid.UUID, int] = {}
+    for part in funder_parts(lines):
+        totals[part.funder_id] = totals.get(part.funder_id, 0) + part.amount_cents
     return tuple(FunderAmount(funder_id=f, amount_cents=a) for f, a in totals.items())
 
 
@@ -132,6 +148,18 @@ def statements_for_partition(window: WindowClosed, lines: Iterable[LedgerLine]) 
         if line.window_id == window.window_id:
             by_site[line.site_id].append(line)
     return [statement(site, window, by_site[site]) for site in sorted(by_site, key=str)]
+
+
+def parts_for_partition(
+    window: WindowClosed, lines: Iterable[LedgerLine]
+) -> dict[uuid.UUID, tuple[FunderPart, ...]]:
+    """Per site of this partition, the per-programme funder parts behind its statement."""
+    by_site: dict[uuid.UUID, list[LedgerLine]] = defaultdict(list)
+    for line in lines:
+        if line.window_id == window.window_id:
+            by_site[line.site_id].append(line)
+    ordered = {s: sorted(ls, key=lambda line: (line.at, str(line.ref_id))) for s, ls in by_site.items()}
+    return {site: funder_parts(ordered[site]) for site in sorted(ordered, key=str)}
 
 
 def funder_statements(window_id: int, statements: Iterable[StatementIssued]) -> list[FunderStatementIssued]:
