@@ -48,3 +48,7 @@ schemas:
 format:
 	$(PYTHON) -m ruff check --fix services schemas tests deploy
 	$(PYTHON) -m ruff format services schemas tests deploy
+
+## P2: redemption events applied durably per second by one clearing worker, vs raw aiokafka consume.
+bench-clearing: install
+	$(PYTHON) -m bench.clearing

@@ -48,25 +48,39 @@ class LedgerApplier:
 
     async def apply(self, batch: Sequence[Incoming]) -> None:
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            pending: list[tuple[core.LedgerLine, int]] = []
+            readable: list[tuple[Incoming, Envelope, Payload]] = []
             for message in batch:
                 try:
                     envelope = Envelope.from_bytes(message.value)
-                    payload = parse_payload(envelope)
+                    readable.append((message, envelope, parse_payload(envelope)))
                 except (ValidationError, ValueError) as exc:
                     await self._dead_letter(conn, message, f"unreadable event: {first_line(exc)}")
+            # One statement records the whole batch as processed; only the ids it inserted are
+            # new (a redelivery returns none of them), all in the transaction of their effect.
+            fresh = await _first_time(conn, [envelope.event_id for _, envelope, _ in readable])
+            pending: list[tuple[core.LedgerLine, int]] = []
+            for message, envelope, payload in readable:
+                if envelope.event_id not in fresh:
                     continue
-                if not await _first_time(conn, envelope.event_id):
-                    continue
+                fresh.discard(envelope.event_id)  # the same event twice in one batch counts once
                 if isinstance(payload, PassRedeemed | RedemptionReversed):
                     pending.append((core.ledger_line(payload), message.partition))
                 elif isinstance(payload, WindowClosed):
                     # Lines before the marker belong to the statements it triggers.
                     await pg_store.add_lines(conn, pending)
                     pending.clear()
-                    await self._close(conn, payload, message)
-                metrics.EVENTS_IN.labels(CONSUMER).inc()
+                    await self._close_or_dead_letter(conn, payload, message)
             await pg_store.add_lines(conn, pending)
+            metrics.EVENTS_IN.labels(CONSUMER).inc(len(readable))
+
+    async def _close_or_dead_letter(
+        self, conn: asyncpg.Connection, marker: WindowClosed, message: Incoming
+    ) -> None:
+        try:
+            async with conn.transaction():  # a savepoint: a poison marker leaves no half-close
+                await self._close(conn, marker, message)
+        except PoisonMessage as exc:
+            await self._dead_letter(conn, message, str(exc))
 
     async def _close(self, conn: asyncpg.Connection, marker: WindowClosed, message: Incoming) -> None:
         if marker.partition != message.partition:
@@ -103,12 +117,14 @@ class LedgerApplier:
         )
 
 
-async def _first_time(conn: asyncpg.Connection, event_id: uuid.UUID) -> bool:
-    return bool(
-        await conn.fetchval(
-            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING "
-            "RETURNING true",
-            CONSUMER,
-            event_id,
-        )
+async def _first_time(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Of these events, those not applied before: recorded as applied now, in one statement."""
+    if not event_ids:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[]) "
+        "ON CONFLICT DO NOTHING RETURNING event_id",
+        CONSUMER,
+        event_ids,
     )
+    return {r["event_id"] for r in rows}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import uuid
 from uuid import UUID
@@ -15,25 +16,38 @@ from services.clearing.domain.statements import FunderPart, LedgerLine
 
 
 async def add_lines(conn: asyncpg.Connection, lines: list[tuple[LedgerLine, int]]) -> None:
-    await conn.executemany(
+    """The batch's lines in one statement (arrays unnested server-side), not one per line."""
+    if not lines:
+        return
+    columns: list[list[object]] = [[] for _ in range(10)]
+    for line, partition in lines:
+        values = (
+            line.ref_id,
+            line.kind,
+            line.site_id,
+            line.pass_id,
+            line.programme_id,
+            line.window_id,
+            line.amount_cents,
+            _funders_json(line.funders),
+            line.at,
+            partition,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    await conn.execute(
         "INSERT INTO ledger_lines (ref_id, kind, site_id, pass_id, programme_id, window_id, amount_cents, "
-        "funders, at, partition) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (ref_id) DO NOTHING",
-        [
-            (
-                line.ref_id,
-                line.kind,
-                line.site_id,
-                line.pass_id,
-                line.programme_id,
-                line.window_id,
-                line.amount_cents,
-                json.dumps([f.model_dump(mode="json") for f in line.funders]),
-                line.at,
-                partition,
-            )
-            for line, partition in lines
-        ],
+        "funders, at, partition) SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], "
+        "$5::uuid[], $6::int[], $7::bigint[], $8::jsonb[], $9::timestamptz[], $10::int[]) "
+        "ON CONFLICT (ref_id) DO NOTHING",
+        *columns,
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _funders_json(funders: tuple[FunderShare, ...]) -> str:
+    # A programme's shares are the same on each of its lines: serialise them once.
+    return json.dumps([f.model_dump(mode="json") for f in funders])
 
 
 async def lines_of(conn: asyncpg.Connection, window_id: int, partition: int) -> list[LedgerLine]:
