@@ -12,6 +12,7 @@ from schemas.topics import Topic
 from services.clearing import issuer_events
 from services.clearing.api import router
 from services.clearing.coverage_api import router as coverage_router
+from services.clearing.credit_notes_api import router as credit_notes_router
 from services.clearing.export_api import router as export_router
 from services.clearing.faust_worker import build_app
 from services.clearing.ledger import LedgerApplier
@@ -53,6 +54,6 @@ async def start() -> Runtime:
 app = create_app(
     "clearing",
     start,
-    [router, export_router, coverage_router],
+    [router, export_router, coverage_router, credit_notes_router],
     description="Per-site reimbursement ledgers, statements and funder shares.",
 )

@@ -12,20 +12,19 @@ from datetime import UTC, date, datetime, timedelta
 import httpx
 import pytest
 
-from schemas.envelope import Envelope
 from schemas.events import (
     FunderDue,
     FunderPaymentRecorded,
     FunderShare,
     OrderPlaced,
     PassRedeemed,
-    Payload,
     WindowClosed,
 )
-from schemas.topics import TOPICS, Topic, topic_name
+from schemas.topics import TOPICS, Topic
 from services.common.auth import Role
-from services.common.kafka import ensure_topics, make_producer
+from services.common.kafka import ensure_topics
 from tests.integration.helpers import auth, eventually, running
+from tests.integration.produce import send
 
 pytestmark = pytest.mark.integration
 
@@ -35,26 +34,6 @@ SITE_A, SITE_B = sorted((uuid.uuid4(), uuid.uuid4()), key=str)  # statements are
 SHARES = (FunderShare(funder_id=F1, share_bp=6000), FunderShare(funder_id=F2, share_bp=4000))
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 FINANCE = auth(Role.FINANCE, "finance-test")
-
-
-def send(
-    bootstrap: str, prefix: str, topic: Topic, payload: Payload, key: str, partition: int | None = None
-) -> None:
-    envelope = Envelope(
-        event_id=uuid.uuid4(),
-        type=payload.TYPE,
-        schema_version=payload.VERSION,
-        occurred_at=T0,
-        producer="test",
-        key=key,
-        payload=payload.model_dump(mode="json"),
-    )
-    producer = make_producer(bootstrap)
-    try:
-        producer.send(topic_name(topic, prefix), envelope.to_bytes(), key=key.encode(), partition=partition)
-        producer.flush(30)
-    finally:
-        producer.close()
 
 
 def payment(funder: uuid.UUID, cents: int) -> FunderPaymentRecorded:
