@@ -5,11 +5,15 @@ What goes in them is decided by the pure core (domain.payouts); this module only
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import uuid
 from collections.abc import Mapping
 from datetime import date
+from pathlib import Path
 
+import sepaxml
+from lxml import etree
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
@@ -121,7 +125,8 @@ def sepa_credit_transfers(
 ) -> bytes:
     """The window's pain.001 file: one transfer per paid statement, its id as remittance.
 
-    sepaxml validates the document against the ISO 20022 XSD it ships before returning it."""
+    Validated against the ISO 20022 XSD sepaxml ships, with libxml2 (lxml): sepaxml's own
+    validation (pure-Python xmlschema) takes ~10 s for 10,000 transfers, libxml2 well under one."""
     sepa = SepaTransfer(
         {"name": payer.name, "IBAN": payer.iban, "BIC": payer.bic, "batch": True, "currency": "EUR"},
         schema=SEPA_SCHEMA,
@@ -139,5 +144,13 @@ def sepa_credit_transfers(
                 "endtoend_id": transfer.end_to_end_id,
             }
         )
-    xml: bytes = sepa.export(validate=True)
+    xml: bytes = sepa.export(validate=False)
+    schema = _pain001_schema()
+    if not schema.validate(etree.fromstring(xml)):
+        raise ValueError(f"pain.001 file does not validate: {schema.error_log.last_error}")
     return xml
+
+
+@functools.cache
+def _pain001_schema() -> etree.XMLSchema:
+    return etree.XMLSchema(etree.parse(str(Path(sepaxml.__file__).parent / "schemas" / f"{SEPA_SCHEMA}.xsd")))

@@ -22,7 +22,7 @@ from services.clearing import pg_store
 from services.clearing.domain import statements as core
 from services.common import metrics
 from services.common.dead_letters import Incoming, PoisonMessage, first_line, record_dead_letter
-from services.common.outbox import enqueue
+from services.common.outbox import enqueue, enqueue_many
 from services.common.runtime import Runtime
 
 log = structlog.get_logger()
@@ -88,10 +88,14 @@ class LedgerApplier:
         closed = await pg_store.record_closed_partition(conn, marker)
         lines = await pg_store.lines_of(conn, marker.window_id, marker.partition)
         parts = core.parts_for_partition(marker, lines)
-        for statement in core.statements_for_partition(marker, lines):
-            await pg_store.save_statement(conn, statement)
-            await pg_store.save_parts(conn, statement, parts[statement.site_id])
-            await self._emit(conn, statement, key=str(statement.site_id), name=str(statement.statement_id))
+        statements = core.statements_for_partition(marker, lines)
+        # In batches, not a round trip per statement: a window may close 10,000 sites at once.
+        await pg_store.save_statements(conn, statements, parts)
+        await enqueue_many(
+            conn,
+            self._rt.topic(Topic.CLEARING),
+            [self._envelope(st, key=str(st.site_id), name=str(st.statement_id)) for st in statements],
+        )
         if closed == marker.partition_count:
             all_statements = await pg_store.statements_of(conn, marker.window_id)
             for fs in core.funder_statements(marker.window_id, all_statements):
@@ -100,11 +104,13 @@ class LedgerApplier:
             log.info("window cleared", window_id=marker.window_id, statements=len(all_statements))
 
     async def _emit(self, conn: asyncpg.Connection, payload: Payload, *, key: str, name: str) -> None:
+        await enqueue(conn, self._rt.topic(Topic.CLEARING), self._envelope(payload, key=key, name=name))
+
+    def _envelope(self, payload: Payload, *, key: str, name: str) -> Envelope:
         # Deterministic event ids: the same statement is the same event, however often computed.
-        envelope = self._rt.events.envelope(payload, key=key).model_copy(
+        return self._rt.events.envelope(payload, key=key).model_copy(
             update={"event_id": uuid.uuid5(EVENT_NS, f"{payload.TYPE}:{name}")}
         )
-        await enqueue(conn, self._rt.topic(Topic.CLEARING), envelope)
 
     async def _dead_letter(self, conn: asyncpg.Connection, message: Incoming, reason: str) -> None:
         await record_dead_letter(

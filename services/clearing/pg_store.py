@@ -54,6 +54,7 @@ async def lines_of(conn: asyncpg.Connection, window_id: int, partition: int) -> 
     rows = await conn.fetch(
         "SELECT * FROM ledger_lines WHERE window_id = $1 AND partition = $2", window_id, partition
     )
+    shares: dict[str, tuple[FunderShare, ...]] = {}  # a programme's shares repeat on every line
     return [
         LedgerLine(
             r["kind"],
@@ -63,11 +64,15 @@ async def lines_of(conn: asyncpg.Connection, window_id: int, partition: int) -> 
             r["programme_id"],
             r["window_id"],
             r["amount_cents"],
-            tuple(FunderShare.model_validate(f) for f in json.loads(r["funders"])),
+            shares.get(r["funders"]) or shares.setdefault(r["funders"], _shares(r["funders"])),
             r["at"],
         )
         for r in rows
     ]
+
+
+def _shares(funders_json: str) -> tuple[FunderShare, ...]:
+    return tuple(FunderShare.model_validate(f) for f in json.loads(funders_json))
 
 
 async def record_closed_partition(conn: asyncpg.Connection, marker: WindowClosed) -> int:
@@ -85,19 +90,6 @@ async def record_closed_partition(conn: asyncpg.Connection, marker: WindowClosed
         "SELECT count(*) FROM closed_partitions WHERE window_id = $1", marker.window_id
     )
     return closed
-
-
-async def save_statement(conn: asyncpg.Connection, st: StatementIssued) -> None:
-    await conn.execute(
-        "INSERT INTO statements (statement_id, window_id, site_id, total_cents, digest, body) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
-        st.statement_id,
-        st.window_id,
-        st.site_id,
-        st.total_cents,
-        st.digest,
-        st.model_dump_json(),
-    )
 
 
 async def statements_of(conn: asyncpg.Connection, window_id: int) -> list[StatementIssued]:
@@ -132,17 +124,6 @@ async def window_cleared(conn: asyncpg.Connection | asyncpg.Pool, window_id: int
     return bool(row is not None and row["expected"] is not None and row["closed"] == row["expected"])
 
 
-async def save_parts(conn: asyncpg.Connection, st: StatementIssued, parts: tuple[FunderPart, ...]) -> None:
-    await conn.executemany(
-        "INSERT INTO statement_parts (statement_id, window_id, site_id, programme_id, funder_id, amount_cents) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
-        [
-            (st.statement_id, st.window_id, st.site_id, p.programme_id, p.funder_id, p.amount_cents)
-            for p in parts
-        ],
-    )
-
-
 async def coverage(conn: asyncpg.Connection | asyncpg.Pool) -> Coverage:
     """Coverage over every cleared statement so far (earlier windows' payouts use funds first)."""
     rows = await conn.fetch(
@@ -169,3 +150,25 @@ async def _sums(conn: asyncpg.Connection | asyncpg.Pool, table: str) -> dict[Key
         "GROUP BY programme_id, funder_id"
     )
     return {(r["programme_id"], r["funder_id"]): r["cents"] for r in rows}
+
+
+async def save_statements(
+    conn: asyncpg.Connection, statements: list[StatementIssued], parts: dict[UUID, tuple[FunderPart, ...]]
+) -> None:
+    await conn.executemany(
+        "INSERT INTO statements (statement_id, window_id, site_id, total_cents, digest, body) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            (st.statement_id, st.window_id, st.site_id, st.total_cents, st.digest, st.model_dump_json())
+            for st in statements
+        ],
+    )
+    await conn.executemany(
+        "INSERT INTO statement_parts (statement_id, window_id, site_id, programme_id, funder_id, amount_cents) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            (st.statement_id, st.window_id, st.site_id, p.programme_id, p.funder_id, p.amount_cents)
+            for st in statements
+            for p in parts[st.site_id]
+        ],
+    )

@@ -232,6 +232,18 @@ def test_two_windows_with_a_killed_worker_clear_to_the_cent_and_pay_by_sepa(syst
     assert raw(system, f"/statements/{a_statement['statement_id']}/pdf", Role.SITE, other).status_code == 404
     assert raw(system, f"/windows/{w1}/payouts/sepa", Role.SITE, other).status_code == 403
     assert raw(system, f"/windows/{w1}/payouts/sepa", Role.FUNDER, funders[0]).status_code == 403
+    # IBANs come from the issuer's registry, to services and finance only.
+    site_token = issue_token(DEV_SECRET, Role.SITE, other)
+    batch = {"site_ids": [*sites, "00000000-0000-0000-0000-000000000001"]}
+    url = system.url("issuer") + "/sites/payout-details"
+    refused = httpx.post(url, json=batch, headers={"authorization": f"Bearer {site_token}"}, timeout=30)
+    assert refused.status_code == 403
+    service_token = issue_token(DEV_SECRET, Role.SERVICE, "clearing")
+    answer = httpx.post(
+        url, json=batch, headers={"authorization": f"Bearer {service_token}"}, timeout=30
+    ).json()
+    assert sorted(s["iban"] for s in answer["sites"]) == sorted(IBANS)
+    assert answer["unknown"] == ["00000000-0000-0000-0000-000000000001"]
     open_window = raw(system, f"/windows/{w2 + 1}/payouts/sepa")
     assert open_window.status_code == 409
     assert open_window.json()["type"].endswith("/window-not-cleared")
