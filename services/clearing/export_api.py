@@ -94,7 +94,7 @@ async def sepa_file(window_id: int, rt: Rt, who: Finance) -> Response:
     )
 
 
-async def _plan(rt: Runtime, window_id: int) -> tuple[PayoutPlan, list[StatementIssued]]:
+async def _plan(rt: Runtime, window_id: int) -> tuple[PayoutPlan, list[pg_store.StatementRow]]:
     async with rt.pool.acquire() as conn:
         if not await pg_store.window_cleared(conn, window_id):
             raise Problem(
@@ -103,7 +103,7 @@ async def _plan(rt: Runtime, window_id: int) -> tuple[PayoutPlan, list[Statement
                 "Window not cleared",
                 f"window {window_id} has partitions not yet closed in clearing",
             )
-        statements = await pg_store.statements_of(conn, window_id)
+        statements = await pg_store.statement_totals(conn, window_id)
         coverage = await pg_store.coverage(conn)
     return plan_payouts(window_id, statements, held=coverage.held), statements
 

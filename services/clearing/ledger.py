@@ -97,7 +97,7 @@ class LedgerApplier:
             [self._envelope(st, key=str(st.site_id), name=str(st.statement_id)) for st in statements],
         )
         if closed == marker.partition_count:
-            all_statements = await pg_store.statements_of(conn, marker.window_id)
+            all_statements = await pg_store.statement_funder_amounts(conn, marker.window_id)
             for fs in core.funder_statements(marker.window_id, all_statements):
                 await pg_store.save_funder_statement(conn, fs)
                 await self._emit(conn, fs, key=str(fs.funder_id), name=str(fs.funder_statement_id))

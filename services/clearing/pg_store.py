@@ -6,11 +6,12 @@ import dataclasses
 import functools
 import json
 import uuid
+from datetime import date
 from uuid import UUID
 
 import asyncpg
 
-from schemas.events import FunderShare, FunderStatementIssued, StatementIssued, WindowClosed
+from schemas.events import FunderAmount, FunderShare, FunderStatementIssued, StatementIssued, WindowClosed
 from services.clearing.domain.coverage import Coverage, Key, StatementDue, assess
 from services.clearing.domain.statements import FunderPart, LedgerLine
 
@@ -92,11 +93,6 @@ async def record_closed_partition(conn: asyncpg.Connection, marker: WindowClosed
     return closed
 
 
-async def statements_of(conn: asyncpg.Connection, window_id: int) -> list[StatementIssued]:
-    rows = await conn.fetch("SELECT body FROM statements WHERE window_id = $1", window_id)
-    return [StatementIssued.model_validate_json(r["body"]) for r in rows]
-
-
 async def save_funder_statement(conn: asyncpg.Connection, fs: FunderStatementIssued) -> None:
     await conn.execute(
         "INSERT INTO funder_statements (funder_statement_id, window_id, funder_id, amount_cents, digest, body) "
@@ -172,3 +168,42 @@ async def save_statements(
             for p in parts[st.site_id]
         ],
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class StatementAmounts:
+    statement_id: uuid.UUID
+    funder_amounts: tuple[FunderAmount, ...]
+
+
+async def statement_funder_amounts(conn: asyncpg.Connection, window_id: int) -> list[StatementAmounts]:
+    """Each statement's amount per funder, from its stored parts: what the call for funds needs,
+    without reading back every line of every statement."""
+    rows = await conn.fetch(
+        "SELECT statement_id, funder_id, sum(amount_cents)::bigint AS cents FROM statement_parts "
+        "WHERE window_id = $1 GROUP BY statement_id, funder_id",
+        window_id,
+    )
+    per_statement: dict[uuid.UUID, list[FunderAmount]] = {}
+    for r in rows:
+        amount = FunderAmount(funder_id=r["funder_id"], amount_cents=r["cents"])
+        per_statement.setdefault(r["statement_id"], []).append(amount)
+    return [StatementAmounts(s, tuple(a)) for s, a in per_statement.items()]
+
+
+@dataclasses.dataclass(frozen=True)
+class StatementRow:
+    statement_id: uuid.UUID
+    window_id: int
+    site_id: uuid.UUID
+    total_cents: int
+    expected_payout_date: date
+
+
+async def statement_totals(conn: asyncpg.Connection, window_id: int) -> list[StatementRow]:
+    rows = await conn.fetch(
+        "SELECT statement_id, window_id, site_id, total_cents, "
+        "(body->>'expected_payout_date')::date AS expected_payout_date FROM statements WHERE window_id = $1",
+        window_id,
+    )
+    return [StatementRow(**dict(r)) for r in rows]

@@ -8,6 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from schemas.events import StatementIssued
 
@@ -63,8 +64,24 @@ class PayoutPlan:
         return sum(t.amount_cents for t in self.transfers)
 
 
+class StatementTotal(Protocol):
+    """A statement as far as its payout needs it."""
+
+    @property
+    def statement_id(self) -> uuid.UUID: ...
+
+    @property
+    def window_id(self) -> int: ...
+
+    @property
+    def site_id(self) -> uuid.UUID: ...
+
+    @property
+    def total_cents(self) -> int: ...
+
+
 def plan_payouts(
-    window_id: int, statements: Iterable[StatementIssued], *, held: Collection[uuid.UUID] = ()
+    window_id: int, statements: Iterable[StatementTotal], *, held: Collection[uuid.UUID] = ()
 ) -> PayoutPlan:
     """One transfer per site statement with a positive total, unless held for lack of coverage.
 

@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from schemas.events import (
     FunderAmount,
@@ -136,9 +137,20 @@ def statement(site_id: uuid.UUID, window: WindowClosed, lines: Sequence[LedgerLi
         total_cents=sum(line.amount_cents for line in ordered),
         funder_amounts=funder_split(ordered),
         lines=statement_lines,
-        digest=digest(line.model_dump(mode="json") for line in statement_lines),
+        digest=digest(_canonical(line) for line in ordered),
         expected_payout_date=expected_payout_date(window.closed_at),
     )
+
+
+def _canonical(line: LedgerLine) -> dict[str, object]:
+    """What StatementLine.model_dump(mode="json") gives, without the model (same digest)."""
+    return {
+        "kind": line.kind,
+        "ref_id": str(line.ref_id),
+        "pass_id": str(line.pass_id),
+        "programme_id": str(line.programme_id),
+        "amount_cents": line.amount_cents,
+    }
 
 
 def statements_for_partition(window: WindowClosed, lines: Iterable[LedgerLine]) -> list[StatementIssued]:
@@ -162,7 +174,17 @@ def parts_for_partition(
     return {site: funder_parts(ordered[site]) for site in sorted(ordered, key=str)}
 
 
-def funder_statements(window_id: int, statements: Iterable[StatementIssued]) -> list[FunderStatementIssued]:
+class HasFunderAmounts(Protocol):
+    """A statement as far as the call for funds needs it."""
+
+    @property
+    def statement_id(self) -> uuid.UUID: ...
+
+    @property
+    def funder_amounts(self) -> tuple[FunderAmount, ...]: ...
+
+
+def funder_statements(window_id: int, statements: Iterable[HasFunderAmounts]) -> list[FunderStatementIssued]:
     """Each funder's share of every site statement of the window: the call for funds."""
     per_funder: dict[uuid.UUID, list[tuple[str, int]]] = defaultdict(list)
     for st in sorted(statements, key=lambda s: str(s.statement_id)):
