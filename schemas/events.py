@@ -376,3 +376,25 @@ def parse_payload(envelope: Envelope) -> Payload:
     if model is None:
         raise UnknownEventType(f"unknown event type {envelope.type} v{envelope.schema_version}")
     return model.model_validate(envelope.payload)
+
+
+# --- credit notes (clearing) -------------------------------------------------------------------
+
+
+class ExpiryCreditNoteIssued(Payload):
+    """The passes of a programme that expired unused, credited back to its funders by share:
+    once per programme, after its last redemption day. The digest covers the sorted pass ids."""
+
+    TYPE = "ExpiryCreditNoteIssued"
+    credit_note_id: UUID
+    programme_id: UUID
+    expired_after: date  # the last day a pass of the programme could be redeemed
+    passes: Annotated[int, Field(ge=0)]
+    face_value_cents: PositiveCents
+    total_cents: Cents
+    funder_amounts: tuple[FunderAmount, ...]
+    digest: str
+
+
+PAYLOAD_MODELS = (*PAYLOAD_MODELS, ExpiryCreditNoteIssued)
+REGISTRY[(ExpiryCreditNoteIssued.TYPE, ExpiryCreditNoteIssued.VERSION)] = ExpiryCreditNoteIssued

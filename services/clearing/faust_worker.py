@@ -14,8 +14,8 @@ import faust
 from services.clearing.ledger import LedgerApplier
 from services.common.dead_letters import Incoming
 
-BATCH_SIZE = 1000
-BATCH_SECONDS = 0.05
+BATCH_SIZE = 2000
+BATCH_SECONDS = 0.1
 
 
 def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: LedgerApplier) -> faust.App:

@@ -22,7 +22,7 @@ from services.clearing import pg_store
 from services.clearing.domain import statements as core
 from services.common import metrics
 from services.common.dead_letters import Incoming, PoisonMessage, first_line, record_dead_letter
-from services.common.outbox import enqueue
+from services.common.outbox import enqueue, enqueue_many
 from services.common.runtime import Runtime
 
 log = structlog.get_logger()
@@ -48,47 +48,69 @@ class LedgerApplier:
 
     async def apply(self, batch: Sequence[Incoming]) -> None:
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            pending: list[tuple[core.LedgerLine, int]] = []
+            readable: list[tuple[Incoming, Envelope, Payload]] = []
             for message in batch:
                 try:
                     envelope = Envelope.from_bytes(message.value)
-                    payload = parse_payload(envelope)
+                    readable.append((message, envelope, parse_payload(envelope)))
                 except (ValidationError, ValueError) as exc:
                     await self._dead_letter(conn, message, f"unreadable event: {first_line(exc)}")
+            # One statement records the whole batch as processed; only the ids it inserted are
+            # new (a redelivery returns none of them), all in the transaction of their effect.
+            fresh = await _first_time(conn, [envelope.event_id for _, envelope, _ in readable])
+            pending: list[tuple[core.LedgerLine, int]] = []
+            for message, envelope, payload in readable:
+                if envelope.event_id not in fresh:
                     continue
-                if not await _first_time(conn, envelope.event_id):
-                    continue
+                fresh.discard(envelope.event_id)  # the same event twice in one batch counts once
                 if isinstance(payload, PassRedeemed | RedemptionReversed):
                     pending.append((core.ledger_line(payload), message.partition))
                 elif isinstance(payload, WindowClosed):
                     # Lines before the marker belong to the statements it triggers.
                     await pg_store.add_lines(conn, pending)
                     pending.clear()
-                    await self._close(conn, payload, message)
-                metrics.EVENTS_IN.labels(CONSUMER).inc()
+                    await self._close_or_dead_letter(conn, payload, message)
             await pg_store.add_lines(conn, pending)
+            metrics.EVENTS_IN.labels(CONSUMER).inc(len(readable))
+
+    async def _close_or_dead_letter(
+        self, conn: asyncpg.Connection, marker: WindowClosed, message: Incoming
+    ) -> None:
+        try:
+            async with conn.transaction():  # a savepoint: a poison marker leaves no half-close
+                await self._close(conn, marker, message)
+        except PoisonMessage as exc:
+            await self._dead_letter(conn, message, str(exc))
 
     async def _close(self, conn: asyncpg.Connection, marker: WindowClosed, message: Incoming) -> None:
         if marker.partition != message.partition:
             raise PoisonMessage("WindowClosed marker on another partition than it names")
         closed = await pg_store.record_closed_partition(conn, marker)
         lines = await pg_store.lines_of(conn, marker.window_id, marker.partition)
-        for statement in core.statements_for_partition(marker, lines):
-            await pg_store.save_statement(conn, statement)
-            await self._emit(conn, statement, key=str(statement.site_id), name=str(statement.statement_id))
+        parts = core.parts_for_partition(marker, lines)
+        statements = core.statements_for_partition(marker, lines)
+        # In batches, not a round trip per statement: a window may close 10,000 sites at once.
+        await pg_store.save_statements(conn, statements, parts)
+        await enqueue_many(
+            conn,
+            self._rt.topic(Topic.CLEARING),
+            [self._envelope(st, key=str(st.site_id), name=str(st.statement_id)) for st in statements],
+        )
         if closed == marker.partition_count:
-            all_statements = await pg_store.statements_of(conn, marker.window_id)
+            all_statements = await pg_store.statement_funder_amounts(conn, marker.window_id)
             for fs in core.funder_statements(marker.window_id, all_statements):
                 await pg_store.save_funder_statement(conn, fs)
                 await self._emit(conn, fs, key=str(fs.funder_id), name=str(fs.funder_statement_id))
             log.info("window cleared", window_id=marker.window_id, statements=len(all_statements))
 
     async def _emit(self, conn: asyncpg.Connection, payload: Payload, *, key: str, name: str) -> None:
+        await enqueue(conn, self._rt.topic(Topic.CLEARING), self._envelope(payload, key=key, name=name))
+
+    def _envelope(self, payload: Payload, *, key: str, name: str) -> Envelope:
         # Deterministic event ids: the same statement is the same event, however often computed.
-        envelope = self._rt.events.envelope(payload, key=key).model_copy(
+        return self._rt.events.envelope(payload, key=key).model_copy(
             update={"event_id": uuid.uuid5(EVENT_NS, f"{payload.TYPE}:{name}")}
         )
-        await enqueue(conn, self._rt.topic(Topic.CLEARING), envelope)
 
     async def _dead_letter(self, conn: asyncpg.Connection, message: Incoming, reason: str) -> None:
         await record_dead_letter(
@@ -101,12 +123,14 @@ class LedgerApplier:
         )
 
 
-async def _first_time(conn: asyncpg.Connection, event_id: uuid.UUID) -> bool:
-    return bool(
-        await conn.fetchval(
-            "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING "
-            "RETURNING true",
-            CONSUMER,
-            event_id,
-        )
+async def _first_time(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Of these events, those not applied before: recorded as applied now, in one statement."""
+    if not event_ids:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[]) "
+        "ON CONFLICT DO NOTHING RETURNING event_id",
+        CONSUMER,
+        event_ids,
     )
+    return {r["event_id"] for r in rows}

@@ -2,41 +2,60 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+import uuid
+from datetime import date
 from uuid import UUID
 
 import asyncpg
 
-from schemas.events import FunderShare, FunderStatementIssued, StatementIssued, WindowClosed
-from services.clearing.domain.statements import LedgerLine
+from schemas.events import FunderAmount, FunderShare, FunderStatementIssued, StatementIssued, WindowClosed
+from services.clearing.domain.coverage import Coverage, Key, StatementDue, assess
+from services.clearing.domain.statements import FunderPart, LedgerLine
 
 
 async def add_lines(conn: asyncpg.Connection, lines: list[tuple[LedgerLine, int]]) -> None:
-    await conn.executemany(
+    """The batch's lines in one statement (arrays unnested server-side), not one per line."""
+    if not lines:
+        return
+    columns: list[list[object]] = [[] for _ in range(10)]
+    for line, partition in lines:
+        values = (
+            line.ref_id,
+            line.kind,
+            line.site_id,
+            line.pass_id,
+            line.programme_id,
+            line.window_id,
+            line.amount_cents,
+            _funders_json(line.funders),
+            line.at,
+            partition,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    await conn.execute(
         "INSERT INTO ledger_lines (ref_id, kind, site_id, pass_id, programme_id, window_id, amount_cents, "
-        "funders, at, partition) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) ON CONFLICT (ref_id) DO NOTHING",
-        [
-            (
-                line.ref_id,
-                line.kind,
-                line.site_id,
-                line.pass_id,
-                line.programme_id,
-                line.window_id,
-                line.amount_cents,
-                json.dumps([f.model_dump(mode="json") for f in line.funders]),
-                line.at,
-                partition,
-            )
-            for line, partition in lines
-        ],
+        "funders, at, partition) SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], "
+        "$5::uuid[], $6::int[], $7::bigint[], $8::jsonb[], $9::timestamptz[], $10::int[]) "
+        "ON CONFLICT (ref_id) DO NOTHING",
+        *columns,
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _funders_json(funders: tuple[FunderShare, ...]) -> str:
+    # A programme's shares are the same on each of its lines: serialise them once.
+    return json.dumps([f.model_dump(mode="json") for f in funders])
 
 
 async def lines_of(conn: asyncpg.Connection, window_id: int, partition: int) -> list[LedgerLine]:
     rows = await conn.fetch(
         "SELECT * FROM ledger_lines WHERE window_id = $1 AND partition = $2", window_id, partition
     )
+    shares: dict[str, tuple[FunderShare, ...]] = {}  # a programme's shares repeat on every line
     return [
         LedgerLine(
             r["kind"],
@@ -46,11 +65,15 @@ async def lines_of(conn: asyncpg.Connection, window_id: int, partition: int) -> 
             r["programme_id"],
             r["window_id"],
             r["amount_cents"],
-            tuple(FunderShare.model_validate(f) for f in json.loads(r["funders"])),
+            shares.get(r["funders"]) or shares.setdefault(r["funders"], _shares(r["funders"])),
             r["at"],
         )
         for r in rows
     ]
+
+
+def _shares(funders_json: str) -> tuple[FunderShare, ...]:
+    return tuple(FunderShare.model_validate(f) for f in json.loads(funders_json))
 
 
 async def record_closed_partition(conn: asyncpg.Connection, marker: WindowClosed) -> int:
@@ -70,24 +93,6 @@ async def record_closed_partition(conn: asyncpg.Connection, marker: WindowClosed
     return closed
 
 
-async def save_statement(conn: asyncpg.Connection, st: StatementIssued) -> None:
-    await conn.execute(
-        "INSERT INTO statements (statement_id, window_id, site_id, total_cents, digest, body) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
-        st.statement_id,
-        st.window_id,
-        st.site_id,
-        st.total_cents,
-        st.digest,
-        st.model_dump_json(),
-    )
-
-
-async def statements_of(conn: asyncpg.Connection, window_id: int) -> list[StatementIssued]:
-    rows = await conn.fetch("SELECT body FROM statements WHERE window_id = $1", window_id)
-    return [StatementIssued.model_validate_json(r["body"]) for r in rows]
-
-
 async def save_funder_statement(conn: asyncpg.Connection, fs: FunderStatementIssued) -> None:
     await conn.execute(
         "INSERT INTO funder_statements (funder_statement_id, window_id, funder_id, amount_cents, digest, body) "
@@ -103,3 +108,102 @@ async def save_funder_statement(conn: asyncpg.Connection, fs: FunderStatementIss
 
 async def statement(conn: asyncpg.Connection | asyncpg.Pool, statement_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT site_id, body FROM statements WHERE statement_id = $1", statement_id)
+
+
+async def window_cleared(conn: asyncpg.Connection | asyncpg.Pool, window_id: int) -> bool:
+    """Every partition of the window has passed its WindowClosed marker."""
+    row = await conn.fetchrow(
+        "SELECT count(*) AS closed, max(partition_count) AS expected FROM closed_partitions "
+        "WHERE window_id = $1",
+        window_id,
+    )
+    return bool(row is not None and row["expected"] is not None and row["closed"] == row["expected"])
+
+
+async def coverage(conn: asyncpg.Connection | asyncpg.Pool) -> Coverage:
+    """Coverage over every cleared statement so far (earlier windows' payouts use funds first)."""
+    rows = await conn.fetch(
+        "SELECT s.statement_id, s.window_id, s.site_id, s.total_cents, p.programme_id, p.funder_id, "
+        "p.amount_cents FROM statements s LEFT JOIN statement_parts p USING (statement_id)"
+    )
+    dues: dict[uuid.UUID, StatementDue] = {}
+    for r in rows:
+        due = dues.get(r["statement_id"]) or StatementDue(
+            r["statement_id"], r["window_id"], r["site_id"], r["total_cents"], ()
+        )
+        if r["programme_id"] is not None:
+            part = FunderPart(r["programme_id"], r["funder_id"], r["amount_cents"])
+            due = dataclasses.replace(due, parts=(*due.parts, part))
+        dues[r["statement_id"]] = due
+    paid_in = await _sums(conn, "funder_payments")
+    ordered = await _sums(conn, "funder_dues")
+    return assess(dues.values(), paid_in=paid_in, ordered=ordered)
+
+
+async def _sums(conn: asyncpg.Connection | asyncpg.Pool, table: str) -> dict[Key, int]:
+    rows = await conn.fetch(
+        f"SELECT programme_id, funder_id, sum(amount_cents)::bigint AS cents FROM {table} "
+        "GROUP BY programme_id, funder_id"
+    )
+    return {(r["programme_id"], r["funder_id"]): r["cents"] for r in rows}
+
+
+async def save_statements(
+    conn: asyncpg.Connection, statements: list[StatementIssued], parts: dict[UUID, tuple[FunderPart, ...]]
+) -> None:
+    await conn.executemany(
+        "INSERT INTO statements (statement_id, window_id, site_id, total_cents, digest, body) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            (st.statement_id, st.window_id, st.site_id, st.total_cents, st.digest, st.model_dump_json())
+            for st in statements
+        ],
+    )
+    await conn.executemany(
+        "INSERT INTO statement_parts (statement_id, window_id, site_id, programme_id, funder_id, amount_cents) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            (st.statement_id, st.window_id, st.site_id, p.programme_id, p.funder_id, p.amount_cents)
+            for st in statements
+            for p in parts[st.site_id]
+        ],
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class StatementAmounts:
+    statement_id: uuid.UUID
+    funder_amounts: tuple[FunderAmount, ...]
+
+
+async def statement_funder_amounts(conn: asyncpg.Connection, window_id: int) -> list[StatementAmounts]:
+    """Each statement's amount per funder, from its stored parts: what the call for funds needs,
+    without reading back every line of every statement."""
+    rows = await conn.fetch(
+        "SELECT statement_id, funder_id, sum(amount_cents)::bigint AS cents FROM statement_parts "
+        "WHERE window_id = $1 GROUP BY statement_id, funder_id",
+        window_id,
+    )
+    per_statement: dict[uuid.UUID, list[FunderAmount]] = {}
+    for r in rows:
+        amount = FunderAmount(funder_id=r["funder_id"], amount_cents=r["cents"])
+        per_statement.setdefault(r["statement_id"], []).append(amount)
+    return [StatementAmounts(s, tuple(a)) for s, a in per_statement.items()]
+
+
+@dataclasses.dataclass(frozen=True)
+class StatementRow:
+    statement_id: uuid.UUID
+    window_id: int
+    site_id: uuid.UUID
+    total_cents: int
+    expected_payout_date: date
+
+
+async def statement_totals(conn: asyncpg.Connection, window_id: int) -> list[StatementRow]:
+    rows = await conn.fetch(
+        "SELECT statement_id, window_id, site_id, total_cents, "
+        "(body->>'expected_payout_date')::date AS expected_payout_date FROM statements WHERE window_id = $1",
+        window_id,
+    )
+    return [StatementRow(**dict(r)) for r in rows]

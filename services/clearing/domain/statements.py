@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Protocol
 
 from schemas.events import (
     FunderAmount,
@@ -76,19 +77,35 @@ def funder_statement_id(window_id: int, funder_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(STATEMENT_NS, f"funder-statement:{window_id}:{funder_id}")
 
 
-def funder_split(lines: Sequence[LedgerLine]) -> tuple[FunderAmount, ...]:
-    """Split per programme (each has its own shares), then add up per funder."""
+@dataclass(frozen=True)
+class FunderPart:
+    """What one funder owes of one programme's lines in a statement."""
+
+    programme_id: uuid.UUID
+    funder_id: uuid.UUID
+    amount_cents: int
+
+
+def funder_parts(lines: Sequence[LedgerLine]) -> tuple[FunderPart, ...]:
+    """Split per programme (each has its own shares), programmes in id order."""
     per_programme: dict[uuid.UUID, int] = defaultdict(int)
     shares: dict[uuid.UUID, tuple[FunderShare, ...]] = {}
     for line in lines:
         per_programme[line.programme_id] += line.amount_cents
         shares.setdefault(line.programme_id, line.funders)
-    totals: dict[uuid.UUID, int] = {}
+    parts: list[FunderPart] = []
     for programme_id in sorted(per_programme, key=str):
         funders = shares[programme_id]
-        parts = split_by_shares(per_programme[programme_id], [f.share_bp for f in funders])
-        for funder, part in zip(funders, parts, strict=True):
-            totals[funder.funder_id] = totals.get(funder.funder_id, 0) + part
+        split = split_by_shares(per_programme[programme_id], [f.share_bp for f in funders])
+        parts.extend(FunderPart(programme_id, f.funder_id, a) for f, a in zip(funders, split, strict=True))
+    return tuple(parts)
+
+
+def funder_split(lines: Sequence[LedgerLine]) -> tuple[FunderAmount, ...]:
+    """Split per programme, then add up per funder."""
+    totals: dict[uuid.UUID, int] = {}
+    for part in funder_parts(lines):
+        totals[part.funder_id] = totals.get(part.funder_id, 0) + part.amount_cents
     return tuple(FunderAmount(funder_id=f, amount_cents=a) for f, a in totals.items())
 
 
@@ -120,9 +137,20 @@ def statement(site_id: uuid.UUID, window: WindowClosed, lines: Sequence[LedgerLi
         total_cents=sum(line.amount_cents for line in ordered),
         funder_amounts=funder_split(ordered),
         lines=statement_lines,
-        digest=digest(line.model_dump(mode="json") for line in statement_lines),
+        digest=digest(_canonical(line) for line in ordered),
         expected_payout_date=expected_payout_date(window.closed_at),
     )
+
+
+def _canonical(line: LedgerLine) -> dict[str, object]:
+    """What StatementLine.model_dump(mode="json") gives, without the model (same digest)."""
+    return {
+        "kind": line.kind,
+        "ref_id": str(line.ref_id),
+        "pass_id": str(line.pass_id),
+        "programme_id": str(line.programme_id),
+        "amount_cents": line.amount_cents,
+    }
 
 
 def statements_for_partition(window: WindowClosed, lines: Iterable[LedgerLine]) -> list[StatementIssued]:
@@ -134,7 +162,29 @@ def statements_for_partition(window: WindowClosed, lines: Iterable[LedgerLine]) 
     return [statement(site, window, by_site[site]) for site in sorted(by_site, key=str)]
 
 
-def funder_statements(window_id: int, statements: Iterable[StatementIssued]) -> list[FunderStatementIssued]:
+def parts_for_partition(
+    window: WindowClosed, lines: Iterable[LedgerLine]
+) -> dict[uuid.UUID, tuple[FunderPart, ...]]:
+    """Per site of this partition, the per-programme funder parts behind its statement."""
+    by_site: dict[uuid.UUID, list[LedgerLine]] = defaultdict(list)
+    for line in lines:
+        if line.window_id == window.window_id:
+            by_site[line.site_id].append(line)
+    ordered = {s: sorted(ls, key=lambda line: (line.at, str(line.ref_id))) for s, ls in by_site.items()}
+    return {site: funder_parts(ordered[site]) for site in sorted(ordered, key=str)}
+
+
+class HasFunderAmounts(Protocol):
+    """A statement as far as the call for funds needs it."""
+
+    @property
+    def statement_id(self) -> uuid.UUID: ...
+
+    @property
+    def funder_amounts(self) -> tuple[FunderAmount, ...]: ...
+
+
+def funder_statements(window_id: int, statements: Iterable[HasFunderAmounts]) -> list[FunderStatementIssued]:
     """Each funder's share of every site statement of the window: the call for funds."""
     per_funder: dict[uuid.UUID, list[tuple[str, int]]] = defaultdict(list)
     for st in sorted(statements, key=lambda s: str(s.statement_id)):

@@ -1,0 +1,135 @@
+"""What a window's statements mean for the payout file, and a statement's lines as a table.
+
+Pure: the SEPA, CSV and PDF adapters render what is decided here."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from schemas.events import StatementIssued
+
+CARRIED_OVER = "carried-over"  # a statement at zero or below: nothing is paid, it nets against the next
+HELD = "held"  # a statement whose payout is not covered by the funders' payments: never paid silently
+
+CSV_HEADER = (
+    "statement_id",
+    "window_id",
+    "site_id",
+    "kind",
+    "ref_id",
+    "pass_id",
+    "programme_id",
+    "amount_cents",
+)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One credit transfer to one site, for one statement."""
+
+    statement_id: uuid.UUID
+    site_id: uuid.UUID
+    amount_cents: int
+
+    @property
+    def end_to_end_id(self) -> str:
+        # pain.001 allows 35 characters: the statement id without dashes (32) fits.
+        return self.statement_id.hex
+
+    @property
+    def remittance(self) -> str:
+        return f"Pass Numerique releve {self.statement_id}"
+
+
+@dataclass(frozen=True)
+class NotPaid:
+    statement_id: uuid.UUID
+    site_id: uuid.UUID
+    total_cents: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class PayoutPlan:
+    window_id: int
+    transfers: tuple[Transfer, ...]
+    not_paid: tuple[NotPaid, ...] = field(default=())
+
+    @property
+    def total_cents(self) -> int:
+        return sum(t.amount_cents for t in self.transfers)
+
+
+class StatementTotal(Protocol):
+    """A statement as far as its payout needs it."""
+
+    @property
+    def statement_id(self) -> uuid.UUID: ...
+
+    @property
+    def window_id(self) -> int: ...
+
+    @property
+    def site_id(self) -> uuid.UUID: ...
+
+    @property
+    def total_cents(self) -> int: ...
+
+
+def plan_payouts(
+    window_id: int, statements: Iterable[StatementTotal], *, held: Collection[uuid.UUID] = ()
+) -> PayoutPlan:
+    """One transfer per site statement with a positive total, unless held for lack of coverage.
+
+    A statement at zero or below (reversals of an earlier window's redemptions) is not paid: it
+    carries over. Ordered by site id so the same statements give the same file."""
+    transfers: list[Transfer] = []
+    not_paid: list[NotPaid] = []
+    for st in sorted(statements, key=lambda s: str(s.site_id)):
+        if st.window_id != window_id:
+            raise ValueError(f"statement {st.statement_id} is of window {st.window_id}, not {window_id}")
+        if st.total_cents <= 0:
+            not_paid.append(NotPaid(st.statement_id, st.site_id, st.total_cents, CARRIED_OVER))
+        elif st.statement_id in held:
+            not_paid.append(NotPaid(st.statement_id, st.site_id, st.total_cents, HELD))
+        else:
+            transfers.append(Transfer(st.statement_id, st.site_id, st.total_cents))
+    return PayoutPlan(window_id, tuple(transfers), tuple(not_paid))
+
+
+def csv_rows(st: StatementIssued) -> list[tuple[str, ...]]:
+    """A statement's lines, in the order its digest covers them, amounts in integer cents."""
+    return [
+        (
+            str(st.statement_id),
+            str(st.window_id),
+            str(st.site_id),
+            line.kind,
+            str(line.ref_id),
+            str(line.pass_id),
+            str(line.programme_id),
+            str(line.amount_cents),
+        )
+        for line in st.lines
+    ]
+
+
+@dataclass(frozen=True)
+class ProgrammeTotal:
+    programme_id: uuid.UUID
+    redemptions: int
+    reversals: int
+    total_cents: int
+
+
+def programme_totals(st: StatementIssued) -> list[ProgrammeTotal]:
+    counts: dict[uuid.UUID, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for line in st.lines:
+        entry = counts[line.programme_id]
+        entry[0 if line.kind == "redemption" else 1] += 1
+        entry[2] += line.amount_cents
+    return [ProgrammeTotal(p, *counts[p]) for p in sorted(counts, key=str)]

@@ -1,0 +1,53 @@
+"""Clearing's handler for the issuer topic: what funders owe and pay (coverage), programmes'
+terms and issued passes (expiry credit notes).
+
+Run by the common EventConsumer, which records the event id in the same transaction."""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+from schemas.envelope import Envelope
+from schemas.events import BookletActivated, FunderPaymentRecorded, OrderPlaced, Payload, ProgrammeRegistered
+
+
+async def apply(conn: asyncpg.Connection, _: Envelope, payload: Payload) -> None:
+    if isinstance(payload, OrderPlaced):
+        await conn.executemany(
+            "INSERT INTO funder_dues (order_id, programme_id, funder_id, amount_cents) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            [
+                (payload.order_id, payload.programme_id, d.funder_id, d.amount_cents)
+                for d in payload.funder_dues
+            ],
+        )
+    elif isinstance(payload, FunderPaymentRecorded):
+        await conn.execute(
+            "INSERT INTO funder_payments (payment_id, order_id, programme_id, funder_id, amount_cents) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            payload.payment_id,
+            payload.order_id,
+            payload.programme_id,
+            payload.funder_id,
+            payload.amount_cents,
+        )
+    elif isinstance(payload, ProgrammeRegistered):
+        await conn.execute(
+            "INSERT INTO programmes (programme_id, face_value_cents, valid_until, grace_days, funders) "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            payload.programme_id,
+            payload.face_value_cents,
+            payload.valid_until,
+            payload.grace_days,
+            json.dumps([f.model_dump(mode="json") for f in payload.funders]),
+        )
+    elif isinstance(payload, BookletActivated):
+        await conn.execute(
+            "INSERT INTO issued_passes (pass_id, programme_id, booklet_id) "
+            "SELECT unnest($1::uuid[]), $2, $3 ON CONFLICT DO NOTHING",
+            [p.pass_id for p in payload.passes],
+            payload.programme_id,
+            payload.booklet_id,
+        )
