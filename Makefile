@@ -48,3 +48,6 @@ schemas:
 format:
 	$(PYTHON) -m ruff check --fix services schemas tests deploy
 	$(PYTHON) -m ruff format services schemas tests deploy
+
+bench-audit: install
+	$(PYTHON) -m bench.audit

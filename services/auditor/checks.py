@@ -28,32 +28,43 @@ def _check(failures: list[str], note: str = "", *, pending: int = 0, fails: bool
 
 
 def _redemptions_accounted(state: State, report: AuditReport) -> Check:
-    in_statements: Counter[str] = Counter()
-    for st in state.issued.values():
-        lines = st.get("lines")
-        for line in lines if isinstance(lines, list) else ():
-            if isinstance(line, dict) and line.get("kind") == "redemption":
-                in_statements[str(line.get("ref_id"))] += 1
-    dead = _dead_lettered(state)
+    in_statements = _redemption_refs(state)
+    many = sorted(r for r, n in in_statements.items() if n > 1)  # set arithmetic first: 1M ids
+    missing = state.accepted.keys() - in_statements.keys()
+    never = sorted(in_statements.keys() - state.accepted.keys())
+    dead = _dead_lettered(state) if missing else set()
     closed = set(report.windows_closed)
     failures, pending = [], 0
-    for redemption_id, (_, window_id, partition, offset) in state.accepted.items():
-        n = in_statements.get(redemption_id, 0)
-        if n == 1 or (n == 0 and ((partition, offset) in dead or redemption_id in dead)):
+    for redemption_id in sorted(missing):
+        window_id, partition, offset = state.accepted[redemption_id]
+        if (partition, offset) in dead or redemption_id in dead:
             continue
-        if n == 0 and window_id not in closed:
+        if window_id not in closed:
             pending += 1  # its window is still open: no statement yet, by design
-        elif n == 0:
+        else:
             failures.append(
                 f"redemption {redemption_id} (window {window_id}) is in no statement and no dead letter"
             )
-        else:
-            failures.append(f"redemption {redemption_id} (window {window_id}) is in {n} statements")
-    for redemption_id in sorted(set(in_statements) - state.accepted.keys()):
-        failures.append(f"redemption {redemption_id} is in a statement but was never accepted")
+    failures += [
+        f"redemption {r} (window {state.accepted[r][0]}) is in {in_statements[r]} statements"
+        for r in many
+        if r in state.accepted
+    ]
+    failures += [f"redemption {r} is in a statement but was never accepted" for r in never]
     return _check(
         sorted(failures), "redemptions of still-open windows are counted as pending", pending=pending
     )
+
+
+def _redemption_refs(state: State) -> Counter[str]:
+    """How many issued statements list each redemption."""
+    refs: list[str] = []
+    for st in state.issued.values():
+        try:
+            refs += [line["ref_id"] for line in st["lines"] if line["kind"] == "redemption"]
+        except (KeyError, TypeError):  # a malformed statement: its comparison reports it
+            continue
+    return Counter(map(str, refs))
 
 
 def _dead_lettered(state: State) -> set[object]:

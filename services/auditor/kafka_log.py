@@ -1,43 +1,68 @@
 """Reads whole topics from offset 0 without joining a consumer group or committing anything.
 
 Read-only by construction: no producer is ever created, `group_id=None` means no group and no
-offset commit, and the end offsets are fixed at the start so a replay reads a fixed log."""
+offset commit, and the end offsets are fixed at the start so a replay reads a fixed log.
+
+aiokafka, not kafka-python: measured on the 1M-redemption bench log, kafka-python read ~12k
+records/s, which alone would take the replay past its 10 s target. The fetch loop runs in its
+own thread and event loop and hands batches over a bounded queue, so the fold stays a plain
+iterator and the next fetch overlaps the fold of the current batch."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import queue
+import threading
 from collections.abc import Iterator
 
-from kafka import KafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka import KafkaConsumer
 
 from schemas.topics import Topic, topic_name
 from services.auditor.replay import LogRecord
 
-# Reference data, dead letters and redemptions before statements and notifications: the
-# replay does not need it, but it keeps memory low (a window's lines go once it closes).
+# Reference data, dead letters and redemptions before statements and notifications: any order
+# gives the same report, this one frees a window's lines as soon as it closes.
 REPLAY_TOPICS = (Topic.ISSUER, Topic.DEAD_LETTERS, Topic.REDEMPTIONS, Topic.CLEARING, Topic.NOTIFICATIONS)
+_BATCH = 20_000
+_DONE = object()
 
 
 class KafkaLog:
     def __init__(self, bootstrap: str, prefix: str, topics: tuple[Topic, ...] = REPLAY_TOPICS) -> None:
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap,
+        self.bootstrap = bootstrap
+        self.names = {topic_name(t, prefix): t for t in topics}
+        self.partitions: list[TopicPartition] = []
+        self.starts: dict[TopicPartition, int] = {}
+        self.ends: dict[TopicPartition, int] = {}
+        self._offsets()
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=20_000,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=32 * 1024 * 1024,
-            receive_buffer_bytes=4 * 1024 * 1024,
             check_crcs=False,
         )
-        self.names = {topic_name(t, prefix): t for t in topics}
-        self.partitions = [
-            TopicPartition(name, p)
-            for name in self.names
-            for p in sorted(self.consumer.partitions_for_topic(name) or ())
-        ]
-        self.ends = self.consumer.end_offsets(self.partitions) if self.partitions else {}
-        self.starts = self.consumer.beginning_offsets(self.partitions) if self.partitions else {}
+
+    def _offsets(self) -> None:
+        # kafka-python for the metadata: aiokafka only loads it for topics it subscribes to.
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False)
+        try:
+            self.partitions = [
+                TopicPartition(name, p)
+                for name in self.names
+                for p in sorted(consumer.partitions_for_topic(name) or ())
+            ]
+            if self.partitions:
+                self.starts = consumer.beginning_offsets(self.partitions)
+                self.ends = consumer.end_offsets(self.partitions)
+        finally:
+            consumer.close()
 
     def size(self) -> int:
         """How many records the replay will read (the progress bar's total)."""
@@ -45,28 +70,61 @@ class KafkaLog:
 
     def records(self) -> Iterator[LogRecord]:
         """Topic by topic, in REPLAY_TOPICS order; every record below the end offsets seen at start."""
+        batches: queue.Queue[object] = queue.Queue(maxsize=8)
+        stop = threading.Event()
+        pump = threading.Thread(target=lambda: asyncio.run(self._pump(batches, stop)), daemon=True)
+        pump.start()
         try:
-            for name, topic in self.names.items():
-                yield from self._topic(name, topic)
+            while (batch := batches.get()) is not _DONE:
+                if isinstance(batch, BaseException):
+                    raise batch
+                yield from batch  # type: ignore[misc]
         finally:
-            self.consumer.close()
+            stop.set()
+            while pump.is_alive():  # unblock a pump waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    batches.get(timeout=0.1)
 
-    def _topic(self, name: str, topic: Topic) -> Iterator[LogRecord]:
-        partitions = [tp for tp in self.partitions if tp.topic == name and self.ends[tp] > self.starts[tp]]
-        if not partitions:
-            return
-        self.consumer.assign(partitions)
-        self.consumer.seek_to_beginning(*partitions)
-        remaining = set(partitions)
-        while remaining:
-            for tp, messages in self.consumer.poll(timeout_ms=1000).items():
+    async def _pump(self, batches: queue.Queue[object], stop: threading.Event) -> None:
+        consumer = self._consumer()
+        try:
+            await consumer.start()
+            for name, topic in self.names.items():
+                parts = [tp for tp in self.partitions if tp.topic == name and self.ends[tp] > self.starts[tp]]
+                if parts and not stop.is_set():
+                    await self._read_topic(consumer, topic, parts, batches, stop)
+        except Exception as exc:  # handed to the reading thread, which raises it
+            batches.put(exc)
+        finally:
+            try:
+                await consumer.stop()
+            finally:
+                batches.put(_DONE)
+
+    async def _read_topic(
+        self,
+        consumer: AIOKafkaConsumer,
+        topic: Topic,
+        parts: list[TopicPartition],
+        batches: queue.Queue[object],
+        stop: threading.Event,
+    ) -> None:
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        remaining = set(parts)
+        while remaining and not stop.is_set():
+            fetched = await consumer.getmany(*remaining, timeout_ms=1000, max_records=_BATCH)
+            for tp, messages in fetched.items():
                 end = self.ends[tp]
-                for m in messages:
-                    if m.offset < end:
-                        yield LogRecord(topic, tp.partition, m.offset, m.value, m.key)
-                if self.consumer.position(tp) >= end:
+                batches.put(
+                    [
+                        LogRecord(topic, tp.partition, m.offset, m.value, m.key)
+                        for m in messages
+                        if m.offset < end
+                    ]
+                )
+                if await consumer.position(tp) >= end:
                     remaining.discard(tp)
-                    self.consumer.pause(tp)
 
 
 def read_log(bootstrap: str, prefix: str, topics: list[Topic]) -> Iterator[LogRecord]:

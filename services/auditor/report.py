@@ -50,6 +50,7 @@ class AuditReport:
     checks: dict[str, Check] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     unreadable: int = 0
+    not_needed: int = 0  # issuer reference events: read and counted, not parsed
 
     @property
     def ok(self) -> bool:
@@ -71,6 +72,7 @@ class AuditReport:
             "total_cleared_cents": self.total_cleared_cents,
             "database_compared": self.database_compared,
             "unreadable_events": self.unreadable,
+            "reference_events_not_needed": self.not_needed,
             "differences": [
                 {**d.__dict__, "fields": {k: list(v) for k, v in d.fields.items()}} for d in self.differences
             ],
