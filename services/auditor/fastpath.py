@@ -26,9 +26,26 @@ from services.common.money import split_by_shares
 
 _UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _UUID = re.compile(_UUID_RE)
-# One match over the six ids of a redemption event (five in the payload, the event id) costs a
-# fifth of six separate matches.
-_SIX_UUIDS = re.compile(rf"(?:{_UUID_RE}\x00){{5}}{_UUID_RE}")
+_HEX_AND_DASH = b"0123456789abcdef-"
+_SIX = 6 * 37 - 1
+
+
+def six_canonical_uuids(joined: str) -> bool:
+    """Are these six NUL-separated strings canonical (lower-case, hyphenated) UUIDs?
+
+    The regex says the same (the unit tests check both agree) at five times the cost, and this
+    runs for every redemption."""
+    if len(joined) != _SIX or not joined.isascii():
+        return False
+    raw = joined.encode()
+    return (
+        raw[8::37] == raw[13::37] == raw[18::37] == raw[23::37] == b"------"
+        and raw[36::37] == b"\x00" * 5
+        and raw.count(b"-") == 24
+        and not raw.translate(None, _HEX_AND_DASH + b"\x00")
+    )
+
+
 _REDEEMED_KEYS = frozenset(PassRedeemed.model_fields)
 _REVERSED_KEYS = frozenset(RedemptionReversed.model_fields)
 ENVELOPE_KEYS = frozenset(("event_id", "type", "schema_version", "occurred_at", "producer", "key", "payload"))
@@ -97,8 +114,9 @@ def decode_line(p: JsonDict, type_: str, event_id: str, funders: FundersCache) -
             p["site_id"],
             p["programme_id"],
         )
-        ids = "\x00".join((ref, redemption_id, pass_id, site_id, programme_id, event_id))
-        if _SIX_UUIDS.fullmatch(ids) is None:
+        if not six_canonical_uuids(
+            "\x00".join((ref, redemption_id, pass_id, site_id, programme_id, event_id))
+        ):
             return None
         window, cents = p["window_id"], p["face_value_cents"]
         if type(window) is not int or window < 1 or type(cents) is not int or cents <= 0:

@@ -86,6 +86,9 @@ class KafkaLog:
                     batches.get(timeout=0.1)
 
     async def _pump(self, batches: queue.Queue[object], stop: threading.Event) -> None:
+        if not self.size():
+            batches.put(_DONE)
+            return
         consumer = self._consumer()
         try:
             await consumer.start()
@@ -97,7 +100,9 @@ class KafkaLog:
             batches.put(exc)
         finally:
             try:
-                await consumer.stop()
+                # aiokafka's group-less coordinator may surface its own cancelled task on stop.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consumer.stop()
             finally:
                 batches.put(_DONE)
 

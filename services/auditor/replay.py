@@ -81,7 +81,10 @@ class State:
     issued_again: list[tuple[str, str, JsonDict]] = field(default_factory=list)  # (type, id, payload)
     dead_letters: list[DeadLetterRecorded] = field(default_factory=list)
     outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    counts: Counter[str] = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)  # the rare cases
+    events: int = 0
+    redemptions: int = 0
+    reversals: int = 0
 
 
 def replay(
@@ -94,16 +97,15 @@ def replay(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for record in records:
-            state.counts["events"] += 1
+        for state.events, record in enumerate(records, 1):
             _read(state, record)
     finally:
         if collecting:
             gc.enable()
     report = AuditReport(
-        events_read=state.counts["events"],
-        redemptions=state.counts["redemptions"],
-        reversals=state.counts["reversals"],
+        events_read=state.events,
+        redemptions=state.redemptions,
+        reversals=state.reversals,
         unreadable=state.counts["unreadable"],
         not_needed=state.counts["not_needed"],
     )
@@ -194,13 +196,13 @@ def _issued(state: State, type_: str, payload: JsonDict) -> None:
 
 def _apply_line(state: State, record: LogRecord, line: fast.Line) -> None:
     if line.kind == "redemption":
-        state.counts["redemptions"] += 1
+        state.redemptions += 1
         if line.pass_id in state.live:
             state.twice.append(f"pass {line.pass_id} redeemed twice without a reversal")
         state.live[line.pass_id] = line.ref_id
         state.accepted[line.ref_id] = (line.window_id, record.partition, record.offset)
     else:
-        state.counts["reversals"] += 1
+        state.reversals += 1
         if state.live.get(line.pass_id) == line.redemption_id:
             del state.live[line.pass_id]
     state.lines[(line.window_id, record.partition)].append(line)

@@ -122,3 +122,54 @@ def test_a_redemption_in_no_statement_breaks_conservation() -> None:
     report = replay(records)
     check = report.checks["redemption_in_exactly_one_statement_or_dead_letter"]
     assert not check.ok and str(extra.redemption_id) in check.examples[0]
+
+
+def test_an_event_the_fast_path_declines_is_judged_by_pydantic_with_the_same_result() -> None:
+    """Upper-case ids are valid UUIDs to pydantic but not canonical: the fast path hands over."""
+    events, issued = clean_log()
+    records = log_of(events, issued)
+    first = records[0]
+    shouted = first.value.replace(str(SITE).encode(), str(SITE).upper().encode())
+    assert shouted != first.value
+    report = replay([first._replace(value=shouted), *records[1:]])
+    assert report.ok, report.as_json()
+    assert report.redemptions == 2 and report.unreadable == 0
+
+
+def test_an_unparseable_statement_event_is_a_difference_not_a_crash() -> None:
+    events, issued = clean_log()
+    records = log_of(events, issued)
+    clearing = next(i for i, r in enumerate(records) if r.topic == Topic.CLEARING)
+    broken = records[clearing].value.replace(b'"total_cents":1000', b'"total_cents":1000.0')
+    report = replay([*records[:clearing], records[clearing]._replace(value=broken), *records[clearing + 1 :]])
+    assert not report.ok
+    assert [d.fields.get("total_cents") for d in report.differences if d.kind == "statement"] == [
+        (1000, 1000.0)
+    ]
+
+
+def test_the_cheap_uuid_check_agrees_with_the_regex() -> None:
+    import re
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from services.auditor.fastpath import _UUID, six_canonical_uuids
+
+    six = re.compile(rf"(?:{_UUID.pattern}\x00){{5}}{_UUID.pattern}")
+    canonical = st.uuids().map(str)
+    mangled = st.one_of(
+        canonical.map(str.upper),
+        canonical.map(lambda u: u.replace("-", "", 1) + "0"),
+        canonical.map(lambda u: u[:-1] + "g"),
+        canonical.map(lambda u: u[:8] + u[9] + "-" + u[10:]),
+        st.text(min_size=36, max_size=36),
+    )
+
+    @given(st.lists(st.one_of(canonical, canonical, mangled), min_size=6, max_size=6))
+    def agree(ids: list[str]) -> None:
+        joined = "\x00".join(ids)
+        assert six_canonical_uuids(joined) == (six.fullmatch(joined) is not None)
+
+    agree()
+    assert six_canonical_uuids("\x00".join([str(uuid.UUID(int=i)) for i in range(6)]))
