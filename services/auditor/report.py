@@ -98,6 +98,7 @@ def compare(report: AuditReport, kind: str, id_: str, subject: str, mine: JsonDi
     if "lines" in mine and mine.get("lines") != theirs.get("lines"):
         problem = "lines differ from the log"
         fields["lines"] = (_line_count(mine), _line_count(theirs))
+        fields.update(_first_differing_line(mine["lines"], theirs.get("lines")))
     if (
         kind.endswith("statement")
         and not kind.endswith("funder-statement")
@@ -110,3 +111,13 @@ def compare(report: AuditReport, kind: str, id_: str, subject: str, mine: JsonDi
 def _line_count(d: JsonDict) -> int:
     lines = d.get("lines")
     return len(lines) if isinstance(lines, list) else -1
+
+
+def _first_differing_line(mine: list[JsonDict], theirs: Any) -> dict[str, tuple[Any, Any]]:
+    theirs = theirs if isinstance(theirs, list) else []
+    for i in range(max(len(mine), len(theirs))):
+        a = mine[i] if i < len(mine) else None
+        b = theirs[i] if i < len(theirs) else None
+        if a != b:
+            return {f"lines[{i}]": (a, b)}
+    return {}

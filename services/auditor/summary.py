@@ -49,7 +49,8 @@ def render(report: AuditReport, console: Console) -> None:
     console.print(figures)
     checks = Table("conservation law", "result", "cases", "note")
     for name, c in sorted(report.checks.items()):
-        checks.add_row(name, "[green]ok[/]" if c.ok else "[red]broken[/]", str(c.count), c.note)
+        cases = f"{c.count} ({c.pending} pending)" if c.pending else str(c.count)
+        checks.add_row(name, "[green]ok[/]" if c.ok else "[red]broken[/]", cases, c.note)
     console.print(checks)
     if report.differences:
         diffs = Table("kind", "window", "site / funder", "problem", "figures (recomputed → found)")
