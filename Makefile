@@ -68,3 +68,7 @@ bench-clearing: install
 ## P5: closing a window of 1,000,000 redemptions over 10,000 sites → statements, calls for funds, SEPA file.
 bench-window-close: install
 	$(PYTHON) -m bench.window_close
+
+## P3: replay and verify a log of 1,000,000 redemptions, vs the raw read of the same topics.
+bench-audit: install
+	$(PYTHON) -m bench.audit

@@ -14,8 +14,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from schemas.topics import Topic
-from services.auditor.kafka_log import read_log
 from services.auditor.replay import replay
 from services.cli.processes import ServiceProcesses, StackError
 from services.common.auth import Role, issue_token
@@ -213,12 +211,52 @@ def audit_replay(
     bootstrap: Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")] = "127.0.0.1:19092",
     prefix: Annotated[str, typer.Option(envvar="KAFKA_TOPIC_PREFIX")] = "passclear.",
     report: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
+    from_dir: Annotated[Path | None, typer.Option(help="replay an exported log instead of Kafka")] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(envvar="AUDIT_DATABASE_URL", help="also compare the clearing database (read-only)"),
+    ] = None,
+    db_schema: Annotated[str, typer.Option(help="the clearing service's schema")] = "clearing",
+    strict_notifications: Annotated[bool, typer.Option(help="fail on statements without outcome")] = False,
+    json_only: Annotated[bool, typer.Option("--json", help="print the JSON report only")] = False,
 ) -> None:
-    """Read every topic from offset 0, recompute every statement, compare with what was issued."""
-    with console.status("replaying the event log…"):
-        result = replay(read_log(bootstrap, prefix, [Topic.REDEMPTIONS, Topic.CLEARING]))
-    data = result.as_json()
+    """Read every topic from offset 0, recompute every statement, compare with what was issued.
+
+    Exit status 0 only when everything matches and every conservation law holds."""
+    from services.auditor.files import FileLog
+    from services.auditor.kafka_log import KafkaLog
+    from services.auditor.summary import render, with_progress
+
+    err = Console(stderr=True)
+    log = FileLog(from_dir) if from_dir else KafkaLog(bootstrap, prefix)
+    db = None
+    if database_url:
+        from services.auditor.pg_statements import read_statements
+
+        db = read_statements(database_url, db_schema)
+    records = with_progress(log.records(), log.size(), err, "replaying the event log")
+    result = replay(records, db=db, strict_notifications=strict_notifications)
+    data = json.dumps(result.as_json(), indent=2, default=str)
     if report:
-        report.write_text(json.dumps(data, indent=2, default=str))
-    console.print_json(json.dumps(data, default=str))
+        report.write_text(data)
+    if json_only:
+        print(data)
+    else:
+        render(result, console)
     sys.exit(0 if result.ok else 1)
+
+
+@audit_app.command("export")
+def audit_export(
+    to: Annotated[Path, typer.Option(help="directory for the gzip JSON-lines files")],
+    bootstrap: Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")] = "127.0.0.1:19092",
+    prefix: Annotated[str, typer.Option(envvar="KAFKA_TOPIC_PREFIX")] = "passclear.",
+) -> None:
+    """Export every topic to files (one per topic and partition, with offsets) for offline replay."""
+    from services.auditor.files import export_log
+    from services.auditor.kafka_log import KafkaLog
+    from services.auditor.summary import with_progress
+
+    log = KafkaLog(bootstrap, prefix)
+    counts = export_log(with_progress(log.records(), log.size(), console, "exporting the event log"), to)
+    console.print(f"{sum(counts.values()):,} records in {len(counts)} files under {to}")

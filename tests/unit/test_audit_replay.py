@@ -64,3 +64,112 @@ def test_a_pass_redeemed_twice_is_a_violation() -> None:
     twice = r1.model_copy(update={"redemption_id": uuid.UUID(int=42)})
     report = replay(log_of([r1, twice], []))
     assert any("redeemed twice" in v for v in report.violations)
+
+
+def varied_lines():  # type: ignore[no-untyped-def]
+    """Two programmes with other shares, reversals, sub-second and equal timestamps, three sites."""
+    from datetime import timedelta
+
+    from schemas.events import FunderShare
+    from tests.unit.factories import REGION, STATE
+
+    two = (FunderShare(funder_id=STATE, share_bp=3333), FunderShare(funder_id=REGION, share_bp=6667))
+    sites = [uuid.UUID(int=600 + i) for i in range(3)]
+    events = []
+    for n in range(60):
+        r = redeemed(n, sites[n % 3], cents=1000 + 7 * (n % 5), shares=two if n % 4 == 0 else SHARES_)
+        if n % 4 == 0:
+            r = r.model_copy(update={"programme_id": uuid.UUID(int=101)})
+        if n % 3 == 1:
+            r = r.model_copy(update={"accepted_at": r.accepted_at + timedelta(microseconds=500 * n)})
+        if n % 7 == 0:
+            r = r.model_copy(update={"accepted_at": events[0].accepted_at if events else r.accepted_at})
+        events.append(r)
+        if n % 9 == 0:
+            events.append(reversed_(r, n, window=1))
+    return sites, events
+
+
+SHARES_ = redeemed(0, SITE).funders
+
+
+def test_the_fast_path_gives_the_core_statements_byte_for_byte() -> None:
+    from services.auditor import fastpath as fast
+
+    _, events = varied_lines()
+    marker = closed(1, 0, partitions=1)
+    mine = fast.statements_for_partition(marker, [fast.line_of(e) for e in events])
+    theirs = core.statements_for_partition(marker, [core.ledger_line(e) for e in events])
+    assert [s.model_dump(mode="json") for s in theirs] == mine
+    assert len(mine) == 3
+    funders = fast.funder_statements(1, mine)
+    assert [f.model_dump(mode="json") for f in core.funder_statements(1, theirs)] == funders
+
+
+def test_a_varied_log_reconciles_through_the_fast_path() -> None:
+    _, events = varied_lines()
+    marker = closed(1, 0, partitions=1)
+    issued = core.statements_for_partition(marker, [core.ledger_line(e) for e in events])
+    report = replay(log_of([*events, marker], [*issued, *core.funder_statements(1, issued)]))
+    assert report.ok, report.as_json()
+    assert report.redemptions == 60 and report.statements_issued == 3
+
+
+def test_a_redemption_in_no_statement_breaks_conservation() -> None:
+    events, issued = clean_log()
+    extra = redeemed(7, uuid.UUID(int=777))
+    records = log_of([extra, *events], issued)
+    report = replay(records)
+    check = report.checks["redemption_in_exactly_one_statement_or_dead_letter"]
+    assert not check.ok and str(extra.redemption_id) in check.examples[0]
+
+
+def test_an_event_the_fast_path_declines_is_judged_by_pydantic_with_the_same_result() -> None:
+    """Upper-case ids are valid UUIDs to pydantic but not canonical: the fast path hands over."""
+    events, issued = clean_log()
+    records = log_of(events, issued)
+    first = records[0]
+    shouted = first.value.replace(str(SITE).encode(), str(SITE).upper().encode())
+    assert shouted != first.value
+    report = replay([first._replace(value=shouted), *records[1:]])
+    assert report.ok, report.as_json()
+    assert report.redemptions == 2 and report.unreadable == 0
+
+
+def test_an_unparseable_statement_event_is_a_difference_not_a_crash() -> None:
+    events, issued = clean_log()
+    records = log_of(events, issued)
+    clearing = next(i for i, r in enumerate(records) if r.topic == Topic.CLEARING)
+    broken = records[clearing].value.replace(b'"total_cents":1000', b'"total_cents":1000.0')
+    report = replay([*records[:clearing], records[clearing]._replace(value=broken), *records[clearing + 1 :]])
+    assert not report.ok
+    assert [d.fields.get("total_cents") for d in report.differences if d.kind == "statement"] == [
+        (1000, 1000.0)
+    ]
+
+
+def test_the_cheap_uuid_check_agrees_with_the_regex() -> None:
+    import re
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from services.auditor.fastpath import _UUID, six_canonical_uuids
+
+    six = re.compile(rf"(?:{_UUID.pattern}\x00){{5}}{_UUID.pattern}")
+    canonical = st.uuids().map(str)
+    mangled = st.one_of(
+        canonical.map(str.upper),
+        canonical.map(lambda u: u.replace("-", "", 1) + "0"),
+        canonical.map(lambda u: u[:-1] + "g"),
+        canonical.map(lambda u: u[:8] + u[9] + "-" + u[10:]),
+        st.text(min_size=36, max_size=36),
+    )
+
+    @given(st.lists(st.one_of(canonical, canonical, mangled), min_size=6, max_size=6))
+    def agree(ids: list[str]) -> None:
+        joined = "\x00".join(ids)
+        assert six_canonical_uuids(joined) == (six.fullmatch(joined) is not None)
+
+    agree()
+    assert six_canonical_uuids("\x00".join([str(uuid.UUID(int=i)) for i in range(6)]))
