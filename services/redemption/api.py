@@ -100,9 +100,9 @@ async def accept(
     assert found is not None
     pass_view, funders, face_value, _ = found
     redemption_id = rt.ids.new()
-    # The insert takes the open window FOR SHARE in the same statement (see current_window).
+    # pass_for_site took the window lock (shared); this later statement reads the open window.
     window_id = await conn.fetchval(
-        "WITH w AS (SELECT window_id FROM current_window FOR SHARE) "
+        "WITH w AS (SELECT window_id FROM current_window) "
         "INSERT INTO redemptions (redemption_id, pass_id, site_id, programme_id, window_id, face_value_cents, "
         "learning_path, workshop_date, duration_minutes, accepted_at) "
         "SELECT $1, $2, $3, $4, w.window_id, $5, $6, $7, $8, $9 FROM w "
@@ -150,7 +150,8 @@ async def reverse(redemption_id: UUID, body: ReversalRequest, rt: Rt, who: SiteO
     now = rt.clock.now()
     try:
         async with rt.pool.acquire() as conn, conn.transaction():
-            window_id = await pg_store.open_window_shared(conn)
+            await pg_store.lock_window_shared(conn)
+            window_id = await pg_store.open_window(conn)
             row = await pg_store.redemption_for_update(conn, redemption_id)
             rules.check_reversible(
                 pg_store.redemption_view(row),
@@ -248,9 +249,10 @@ async def close_current_window(rt: Runtime, *, only_if_period_over: bool = False
     The check runs under the lock, so two replicas ticking together close a month once."""
     partitions: int = rt.extras["redemption_partitions"]
     async with rt.pool.acquire() as conn, conn.transaction():
-        # FOR UPDATE waits for every redemption holding the window FOR SHARE to commit, so all of
-        # the window's outbox rows precede the markers (invariant 5).
-        current = await conn.fetchrow("SELECT window_id, opened_at FROM current_window FOR UPDATE")
+        # The exclusive window lock waits for every redemption holding it shared to commit, so all
+        # of the window's outbox rows precede the markers (invariant 5).
+        await pg_store.lock_window_exclusive(conn)
+        current = await conn.fetchrow("SELECT window_id, opened_at FROM current_window")
         now = rt.clock.now()
         if only_if_period_over and not rules.period_over(current["opened_at"], now, PARIS):
             return None

@@ -20,9 +20,11 @@ async def pass_for_site(
         "SELECT p.pass_id, p.programme_id, p.status, g.valid_from, g.valid_until, g.grace_days, "
         "g.learning_paths, g.funders, g.face_value_cents, "
         "EXISTS (SELECT 1 FROM qualifications q WHERE q.site_id = $2 AND q.programme_id = p.programme_id) "
-        "AS qualified FROM passes p JOIN programmes g USING (programme_id) WHERE p.code = $1",
+        "AS qualified FROM passes p JOIN programmes g USING (programme_id) "
+        "CROSS JOIN (SELECT pg_advisory_xact_lock_shared($3)) AS window_lock WHERE p.code = $1",
         code,
         site_id,
+        WINDOW_LOCK,
     )
     if row is None:
         return None
@@ -39,9 +41,26 @@ async def pass_for_site(
     return view, funders, row["face_value_cents"], row["qualified"]
 
 
-async def open_window_shared(conn: asyncpg.Connection) -> int:
-    """The open window, share-locked until the transaction ends (see current_window)."""
-    window_id: int = await conn.fetchval("SELECT window_id FROM current_window FOR SHARE")
+# The clearing-window lock (invariant 5). Redemptions and reversals hold it shared until they
+# commit; closing a window takes it exclusively, so the close waits for every redemption in flight
+# and later ones wait for the close. An advisory lock rather than FOR SHARE on the window row:
+# hundreds of concurrent share locks on one row turn into MultiXacts, which cost every redemption.
+# The window is read by a statement after the one that took the lock, so its snapshot is taken
+# once the lock is held and sees the window a close just opened.
+WINDOW_LOCK = 0x7061_7373  # "pass"
+
+
+async def lock_window_shared(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", WINDOW_LOCK)
+
+
+async def lock_window_exclusive(conn: asyncpg.Connection) -> None:
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", WINDOW_LOCK)
+
+
+async def open_window(conn: asyncpg.Connection) -> int:
+    """The open window: call with the window lock held (shared or exclusive)."""
+    window_id: int = await conn.fetchval("SELECT window_id FROM current_window")
     return window_id
 
 

@@ -28,9 +28,9 @@ CREATE TABLE passes (
     status       TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'cancelled'))
 );
 
--- Clearing windows. `current_window` is one row: redemptions read it FOR SHARE and closing
--- updates it, so a close waits for in-flight redemptions and later ones see the next window
--- (invariant 5; a single updated row, unlike a status filter, is re-read after the lock wait).
+-- Clearing windows. `current_window` is one row, read and updated under the window lock (an
+-- advisory lock, see pg_store.WINDOW_LOCK): a close waits for in-flight redemptions and later
+-- ones see the next window (invariant 5).
 CREATE TABLE windows (
     window_id INTEGER PRIMARY KEY,
     opened_at TIMESTAMPTZ NOT NULL,
