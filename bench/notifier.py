@@ -20,9 +20,9 @@ import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import asyncpg
 import httpx
 
+from bench.common import fresh_database, infra
 from schemas.events import FunderAmount, StatementIssued
 from schemas.topics import Topic, topic_name
 from services.cli.processes import ServiceProcesses
@@ -34,27 +34,6 @@ from services.common.ports import RandomIds, SystemClock
 from services.common.settings import DEV_SECRET
 
 TARGET_P99_MS = 1000.0
-
-
-def infra() -> tuple[str, str]:
-    from deploy.local.stack import ensure_infra
-
-    started = ensure_infra()
-    return started.bootstrap_servers, started.database_url
-
-
-def fresh_database(base_url: str) -> str:
-    name = f"bench_notifier_{uuid.uuid4().hex[:8]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(base_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    return base_url.rsplit("/", 1)[0] + "/" + name
 
 
 def free_port() -> int:
@@ -131,7 +110,7 @@ def main() -> int:
     n_sites = int(os.environ.get("BENCH_SITES", 1_000))
     rate = float(os.environ.get("BENCH_RATE", 250))
     bootstrap, base_url = infra()
-    database_url = fresh_database(base_url)
+    database_url = fresh_database(base_url, "notifier")
     prefix = f"bench-notifier-{uuid.uuid4().hex[:8]}."
     receiver = WebhookReceiver()
     base = receiver.start()
