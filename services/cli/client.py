@@ -33,6 +33,15 @@ class Api:
         headers = {"idempotency-key": key} if key else {}
         return self._answer(self._http.post(path, json=body or {}, headers=headers))
 
+    def get_bytes(self, path: str) -> bytes:
+        response = self._http.get(path)
+        if response.status_code >= 400:
+            raise ApiError(response)
+        return response.content
+
+    def put(self, path: str, body: dict[str, Any]) -> Any:
+        return self._answer(self._http.put(path, json=body))
+
     def get(self, path: str, **params: Any) -> Any:
         return self._answer(self._http.get(path, params={k: v for k, v in params.items() if v is not None}))
 

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from schemas.topics import Topic
@@ -18,6 +19,7 @@ from services.auditor.kafka_log import read_log
 from services.auditor.replay import AuditReport, replay
 from services.cli import scenario
 from services.cli.client import Api, ApiError, wait_for
+from services.cli.mailbox import Mailbox
 from services.cli.receiver import WebhookReceiver
 from services.common.auth import Role
 from services.common.money import format_eur
@@ -50,6 +52,8 @@ class Outcome:
     site_names: dict[str, str] = field(default_factory=dict)
     webhooks_verified: int = 0
     webhooks_received: int = 0
+    calls_for_funds_emailed: int = 0
+    payouts: dict[int, dict[str, Any]] = field(default_factory=dict)
     audit: AuditReport | None = None
     expected_by_site_window: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -64,6 +68,10 @@ class MainJob:
     advance: Advance = _no_progress
     seed: int = 2026
     redeem_ratio: float = 0.7
+    # A real SMTP server the notifier sends to (see services/cli/mailbox.py); None: no e-mail step.
+    mailbox: Mailbox | None = None
+    # Where finance's files (the SEPA credit transfer files) are written; None: not written.
+    files_dir: Path | None = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -85,6 +93,7 @@ class MainJob:
             self.redeem_window_two(sites, codes)
             self.close_window_and_clear(self.first_window + 1, sites)
             self.await_webhooks(receiver)
+            self.await_calls_for_funds()
             self.audit()
         finally:
             receiver.stop()
@@ -98,6 +107,10 @@ class MainJob:
         for f in scenario.FUNDERS:
             funders[f.key] = issuer.post("/funders", {"name": f.name, "kind": f.kind})["funder_id"]
             self.out.funder_names[funders[f.key]] = f.name
+            # Where the funder's finance team receives its calls for funds (the notifier's registry).
+            self.finance["notifier"].put(
+                f"/funders/{funders[f.key]}/finance-contact", {"address": f"finances.{f.key}@example.org"}
+            )
         programmes = {}
         for p in scenario.PROGRAMMES:
             body = {
@@ -285,6 +298,28 @@ class MainJob:
             f"window {window} closed → {len(statements)} site statements, {len(funder_statements)} funder "
             f"statements, {format_eur(total)} owed to sites"
         )
+        self.pay_window(window)
+
+    def pay_window(self, window: int) -> None:
+        """Finance pays the window's statements: the SEPA credit transfer file for its bank."""
+        clearing = self.finance["clearing"]
+        plan = clearing.get(f"/windows/{window}/payouts")
+        self.out.payouts[window] = plan
+        if not plan["transfers"]:
+            self.step(f"window {window}: nothing to pay ({len(plan['not_paid'])} statements carried over)")
+            return
+        xml = clearing.get_bytes(f"/windows/{window}/payouts/sepa")
+        where = ""
+        if self.files_dir is not None:
+            self.files_dir.mkdir(parents=True, exist_ok=True)
+            path = self.files_dir / f"virements-periode-{window}.xml"
+            path.write_bytes(xml)
+            where = f" → {path}"
+        self.step(
+            f"window {window}: SEPA credit transfer file (pain.001) with {len(plan['transfers'])} transfers, "
+            f"{format_eur(plan['total_cents'])}; {len(plan['not_paid'])} statements not paid "
+            f"(carried over or held){where}"
+        )
 
     def expected_totals(self, window: int) -> dict[str, int]:
         """What each site is owed for the window, from what the demo saw accepted and reversed."""
@@ -305,6 +340,23 @@ class MainJob:
         self.out.webhooks_verified = sum(1 for r in receiver.received if r.verified)
         self.step(
             f"{self.out.webhooks_verified} signed webhooks received and verified by the sites' endpoint"
+        )
+
+    def await_calls_for_funds(self) -> None:
+        if self.mailbox is None:
+            return
+        mailbox = self.mailbox
+
+        def received() -> list[Any] | None:
+            calls = [m for m in mailbox.messages if m["To"].startswith("finances.")]
+            return calls if len(calls) >= len(self.out.funder_statements) else None
+
+        calls = wait_for("the calls for funds by e-mail", received, timeout=60)
+        attached = sum(1 for m in calls if any(True for _ in m.iter_attachments()))
+        self.out.calls_for_funds_emailed = len(calls)
+        self.step(
+            f"{len(calls)} calls for funds e-mailed to the funders' finance teams "
+            f"({attached} with their CSV and PDF attached)"
         )
 
     def audit(self) -> None:

@@ -91,6 +91,7 @@ def down() -> None:
 def demo(keep: Annotated[bool, typer.Option(help="leave the system running afterwards")] = False) -> None:
     """The main job: a realistic programme issued, redeemed, cleared, notified and audited."""
     from services.cli.demo import MainJob
+    from services.cli.mailbox import Mailbox
 
     started = time.monotonic()
     console.rule("[bold]passclear — main job")
@@ -98,7 +99,9 @@ def demo(keep: Annotated[bool, typer.Option(help="leave the system running after
         bootstrap, base_url = infra()
         database_url = _fresh_database(base_url, "passclear_demo")
     prefix = f"demo-{int(time.time())}."
+    mailbox = Mailbox()
     procs = services(bootstrap, database_url, prefix)
+    procs.env["SMTP_PORT"] = str(mailbox.start())
     procs.stop_all()
     try:
         with console.status("starting issuer, redemption, clearing and notifier…"):
@@ -126,6 +129,8 @@ def demo(keep: Annotated[bool, typer.Option(help="leave the system running after
                 topic_prefix=prefix,
                 step=lambda text: console.print(f"[green]✓[/] {text}", highlight=False),
                 advance=advance,
+                mailbox=mailbox,
+                files_dir=state_dir() / "demo",
             )
             outcome = job.run()
         _summary(outcome)
@@ -136,6 +141,7 @@ def demo(keep: Annotated[bool, typer.Option(help="leave the system running after
     finally:
         if not keep:
             procs.stop_all()
+        mailbox.stop()
     console.print(
         f"\nmain job finished in {time.monotonic() - started:.1f}s — "
         + ("[bold green]all figures reconcile[/]" if ok else "[bold red]figures do not reconcile[/]")
