@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -18,6 +19,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from services.common import metrics
 from services.common.outbox import OutboxRelay, OutboxRow
+from services.common.settings import KafkaSettings
 
 
 class AioKafkaOutboxRelay(OutboxRelay):
@@ -93,3 +95,10 @@ class AioKafkaOutboxRelay(OutboxRelay):
         # The default partitioner (murmur2 of the key), as kafka-python's relay would choose.
         chosen: int = self._partitioner(row.key.encode(), partitions, partitions)
         return chosen
+
+
+def aiokafka_relay(
+    pool: asyncpg.Pool, kafka: KafkaSettings, schema: str
+) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """`Runtime.start(..., relay=aiokafka_relay)`: this relay instead of the kafka-python one."""
+    return AioKafkaOutboxRelay(pool, kafka.bootstrap_servers, schema=schema).run
