@@ -55,9 +55,9 @@ FACE = 1000
 def bootstrap_servers() -> str:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-    from deploy.local.stack import ensure_infra
+    from bench.common import infra
 
-    return ensure_infra().bootstrap_servers
+    return infra()[0]
 
 
 def envelope_bytes(payload: Payload, n: int, key: str) -> bytes:

@@ -4,6 +4,7 @@ closing JSON line {"metric", "value", "unit", "target", "baseline", "ratio"}."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import time
@@ -11,10 +12,12 @@ import uuid
 
 import asyncpg
 
-from deploy.local.stack import ensure_infra
+from deploy.local.stack import ensure_infra, stop_infra
 
 
 def infra() -> tuple[str, str]:
+    # What the benchmark started (not a stack someone else runs) stops when it ends.
+    atexit.register(stop_infra)
     started = ensure_infra()
     return started.bootstrap_servers, started.database_url
 

@@ -26,10 +26,9 @@ TARGET_SECONDS = 5.0
 def _infra() -> tuple[str, str]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("DATABASE_URL"):
         return os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["DATABASE_URL"]
-    from deploy.local.stack import ensure_infra
+    from bench.common import infra
 
-    infra = ensure_infra()
-    return infra.bootstrap_servers, infra.database_url
+    return infra()
 
 
 async def _admin(url: str, sql: str) -> None:
