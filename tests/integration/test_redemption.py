@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from schemas.events import PassRedeemed, WindowClosed
-from schemas.topics import Topic, topic_name
+from schemas.topics import TOPICS, Topic, topic_name
 from services.common.auth import Role
 from tests.integration.flows import FINANCE, Programme, funded_programme
 from tests.integration.helpers import auth, eventually, read_topic, running
@@ -165,41 +165,48 @@ async def test_window_markers_follow_every_redemption_of_their_window_under_conc
     service_env,  # type: ignore[no-untyped-def]
 ) -> None:
     _, redemption = stack
-    codes = [programme.codes.pop() for _ in range(80)]
 
     async def redeem(i: int, code: str) -> None:
         await redemption.post("/redemptions", json=body(code), headers=site(programme, i % 3))
 
-    async def close_midway() -> int:
-        await asyncio.sleep(0.05)
-        return int(
-            (await redemption.post("/windows/current/close", headers=FINANCE)).json()["closed_window_id"]
-        )
+    async def close_after(delay: float) -> int:
+        await asyncio.sleep(delay)
+        answer = await redemption.post("/windows/current/close", headers=FINANCE)
+        return int(answer.json()["closed_window_id"])
 
-    *_, window = await asyncio.gather(*(redeem(i, c) for i, c in enumerate(codes)), close_midway())
+    # Three rounds, each closing the window at another moment of a burst of redemptions.
+    windows = []
+    for delay in (0.02, 0.05, 0.1):
+        codes = [programme.codes.pop() for _ in range(60)]
+        *_, window = await asyncio.gather(*(redeem(i, c) for i, c in enumerate(codes)), close_after(delay))
+        windows.append(window)
     topic = topic_name(Topic.REDEMPTIONS, service_env["KAFKA_TOPIC_PREFIX"])
+
+    def markers(records: list, window: int) -> dict[int, int]:  # type: ignore[type-arg]
+        return {
+            p: o
+            for p, o, e in records
+            if not isinstance(e, bytes) and e.type == WindowClosed.TYPE and e.payload["window_id"] == window
+        }
 
     async def markers_published() -> list | None:  # type: ignore[type-arg]
         records = read_topic(service_env["KAFKA_BOOTSTRAP_SERVERS"], topic)
-        marks = [
-            e
-            for _, _, e in records
-            if not isinstance(e, bytes) and e.type == WindowClosed.TYPE and e.payload["window_id"] == window
-        ]
-        return records if marks and len(marks) == marks[0].payload["partition_count"] else None
+        partitions = TOPICS[Topic.REDEMPTIONS].partitions
+        return records if all(len(markers(records, w)) == partitions for w in windows) else None
 
-    records = await eventually("the window's markers", markers_published)
-    marker_offset = {
-        p: o
-        for p, o, e in records
-        if not isinstance(e, bytes) and e.type == WindowClosed.TYPE and e.payload["window_id"] == window
-    }
-    for partition, offset, e in records:
-        if not isinstance(e, bytes) and e.type == PassRedeemed.TYPE:
-            if e.payload["window_id"] == window:
-                assert offset < marker_offset[partition], "a redemption of the window came after its marker"
-            elif e.payload["window_id"] > window:
-                assert offset > marker_offset[partition], "a later window's redemption came before the marker"
+    records = await eventually("the windows' markers", markers_published)
+    for window in windows:
+        marker_offset = markers(records, window)
+        for partition, offset, e in records:
+            if not isinstance(e, bytes) and e.type == PassRedeemed.TYPE:
+                if e.payload["window_id"] == window:
+                    assert offset < marker_offset[partition], (
+                        "a redemption of the window came after its marker"
+                    )
+                elif e.payload["window_id"] > window:
+                    assert offset > marker_offset[partition], (
+                        "a later window's redemption came before the marker"
+                    )
 
 
 async def test_a_window_whose_month_has_ended_is_closed_once(stack) -> None:  # type: ignore[no-untyped-def]
