@@ -18,7 +18,6 @@ from services.clearing.faust_worker import build_app
 from services.clearing.ledger import LedgerApplier
 from services.clearing.settings import PayerSettings
 from services.common.http import create_app
-from services.common.kafka import EventConsumer
 from services.common.runtime import Runtime
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -35,16 +34,7 @@ async def start() -> Runtime:
         applier=LedgerApplier(rt),
     )
     # Coverage: what funders owe and pay, from the issuer's events.
-    funds = EventConsumer(
-        name="clearing-funds",
-        topics=[rt.topic(Topic.ISSUER)],
-        bootstrap=rt.kafka.bootstrap_servers,
-        pool=rt.pool,
-        handler=issuer_events.apply,
-        events=rt.events,
-        topic_prefix=rt.kafka.topic_prefix,
-    )
-    rt.spawn(funds.run)
+    rt.consume("clearing-funds", [Topic.ISSUER], issuer_events.apply)
     running = faust_app_running(worker, stop_timeout=15)
     await running.__aenter__()
     rt.on_close(lambda: running.__aexit__(None, None, None))

@@ -20,7 +20,7 @@ from kafka import KafkaProducer
 from schemas.topics import Topic, topic_name
 from services.common.db import create_pool, migrate
 from services.common.events import EventFactory
-from services.common.kafka import ensure_topics, make_producer
+from services.common.kafka import EventConsumer, Handler, ensure_topics, make_producer
 from services.common.outbox import OutboxRelay
 from services.common.ports import Clock, IdGenerator, RandomIds, SystemClock
 from services.common.settings import DatabaseSettings, KafkaSettings
@@ -72,6 +72,21 @@ class Runtime:
 
     def topic(self, topic: Topic) -> str:
         return topic_name(topic, self.kafka.topic_prefix)
+
+    def consume(
+        self, name: str, topics: list[Topic], handler: Handler, *, kind: type[EventConsumer] = EventConsumer
+    ) -> None:
+        """Run a consumer group `name` over `topics`, applying each event with `handler` exactly once."""
+        consumer = kind(
+            name=name,
+            topics=[self.topic(t) for t in topics],
+            bootstrap=self.kafka.bootstrap_servers,
+            pool=self.pool,
+            handler=handler,
+            events=self.events,
+            topic_prefix=self.kafka.topic_prefix,
+        )
+        self.spawn(consumer.run)
 
     def spawn(self, loop: Loop) -> None:
         self.tasks.append(asyncio.create_task(self._guard(loop), name=getattr(loop, "__qualname__", "loop")))

@@ -19,16 +19,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 async def start() -> Runtime:
     rt = await Runtime.start("notifier", MIGRATIONS)
-    consumer = BatchedEventConsumer(
-        name="notifier-statements",
-        topics=[rt.topic(Topic.CLEARING)],
-        bootstrap=rt.kafka.bootstrap_servers,
-        pool=rt.pool,
-        handler=handlers.apply,
-        events=rt.events,
-        topic_prefix=rt.kafka.topic_prefix,
-    )
-    rt.spawn(consumer.run)
+    rt.consume("notifier-statements", [Topic.CLEARING], handlers.apply, kind=BatchedEventConsumer)
     settings = NotifierSettings()
     for _ in range(settings.senders):
         rt.spawn(WebhookSender(rt, settings).run)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from schemas.topics import Topic
 from services.common.http import create_app
-from services.common.kafka import EventConsumer, partition_count
+from services.common.kafka import partition_count
 from services.common.outbox_aiokafka import aiokafka_relay
 from services.common.runtime import Runtime
 from services.redemption import projection
@@ -25,16 +25,7 @@ async def start() -> Runtime:
     rt.extras["redemption_partitions"] = await asyncio.to_thread(
         partition_count, rt.kafka.bootstrap_servers, rt.topic(Topic.REDEMPTIONS)
     )
-    consumer = EventConsumer(
-        name="redemption-projection",
-        topics=[rt.topic(Topic.ISSUER)],
-        bootstrap=rt.kafka.bootstrap_servers,
-        pool=rt.pool,
-        handler=projection.apply,
-        events=rt.events,
-        topic_prefix=rt.kafka.topic_prefix,
-    )
-    rt.spawn(consumer.run)
+    rt.consume("redemption-projection", [Topic.ISSUER], projection.apply)
     settings: RedemptionSettings = rt.extras["settings"]
     if settings.window_period == "monthly":
         rt.spawn(partial(monthly_windows, rt, every_seconds=settings.window_check_seconds))
