@@ -54,7 +54,7 @@ class OutboxRelay:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        producer: KafkaProducer,
+        producer: KafkaProducer | None,
         *,
         schema: str,
         batch_size: int = 2000,
@@ -89,7 +89,7 @@ class OutboxRelay:
         if not rows:
             metrics.OUTBOX_LAG.labels(self._schema).set(0)
             return 0
-        await asyncio.to_thread(self._send_all, rows)
+        await self._send(rows)
         async with self._pool.acquire() as conn:
             await conn.execute(
                 "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [r.seq for r in rows]
@@ -107,7 +107,12 @@ class OutboxRelay:
             )
         return [OutboxRow(**dict(r)) for r in records]
 
+    async def _send(self, rows: list[OutboxRow]) -> None:
+        """Publish `rows` in outbox order; returns once the broker acknowledged all of them."""
+        await asyncio.to_thread(self._send_all, rows)
+
     def _send_all(self, rows: list[OutboxRow]) -> None:
+        assert self._producer is not None, "this relay publishes with kafka-python's producer"
         futures = [
             self._producer.send(r.topic, key=r.key.encode(), value=r.body, partition=r.partition)
             for r in rows

@@ -17,7 +17,6 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from services.common import metrics
 from services.common.outbox import OutboxRelay, OutboxRow
 from services.common.settings import KafkaSettings
 
@@ -32,11 +31,8 @@ class AioKafkaOutboxRelay(OutboxRelay):
         batch_size: int = 20_000,
         idle_seconds: float = 0.02,
     ) -> None:
-        # The parent's kafka-python producer is not used: this relay owns an aiokafka one.
-        self._pool = pool
-        self._schema = schema
-        self._batch_size = batch_size
-        self._idle_seconds = idle_seconds
+        # No kafka-python producer: this relay owns an aiokafka one, started in run().
+        super().__init__(pool, None, schema=schema, batch_size=batch_size, idle_seconds=idle_seconds)
         self._bootstrap = bootstrap_servers
         self._partitioner = DefaultPartitioner()
         self._aio: AIOKafkaProducer | None = None
@@ -57,21 +53,7 @@ class AioKafkaOutboxRelay(OutboxRelay):
         finally:
             await self._aio.stop()
 
-    async def publish_once(self) -> int:
-        rows = await self._fetch()
-        if not rows:
-            metrics.OUTBOX_LAG.labels(self._schema).set(0)
-            return 0
-        await self._send_rows(rows)
-        async with self._pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [r.seq for r in rows]
-            )
-        metrics.EVENTS_OUT.labels(self._schema).inc(len(rows))
-        metrics.OUTBOX_LAG.labels(self._schema).set(len(rows) if len(rows) == self._batch_size else 0)
-        return len(rows)
-
-    async def _send_rows(self, rows: list[OutboxRow]) -> None:
+    async def _send(self, rows: list[OutboxRow]) -> None:
         producer = self._aio
         assert producer is not None, "run() starts the producer"
         partitions = {t: sorted(await producer.partitions_for(t)) for t in {r.topic for r in rows}}
