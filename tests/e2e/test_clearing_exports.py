@@ -8,7 +8,6 @@ import csv
 import io
 import random
 import signal
-import socket
 from collections import defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
@@ -25,6 +24,7 @@ from services.cli.client import Api, wait_for
 from services.cli.processes import ServiceProcesses
 from services.common.auth import Role, issue_token
 from services.common.settings import DEV_SECRET
+from tests.e2e.system import api, running_system
 
 pytestmark = pytest.mark.e2e
 
@@ -34,31 +34,12 @@ IBANS = ("FR7630004000030001234567897", "FR1420041010050500013M02606", "FR763000
 XSD = Path(sepaxml.__file__).parent / "schemas" / "pain.001.001.03.xsd"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def system(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcesses]:
-    procs = ServiceProcesses(
-        tmp_path_factory.mktemp("services"),
-        dict(service_env),
-        ports={name: free_port() for name in ("issuer", "redemption", "clearing", "notifier")},
-    )
-    procs.start_all()
-    try:
-        procs.wait_all_ready()
+    with running_system(tmp_path_factory.mktemp("services"), dict(service_env)) as procs:
         yield procs
-    finally:
-        procs.stop_all()
-
-
-def api(procs: ServiceProcesses, service: str, role: Role = Role.FINANCE, subject: str = "finance") -> Api:
-    return Api(procs.url(service), DEV_SECRET, role, subject)
 
 
 def raw(

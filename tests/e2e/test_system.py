@@ -6,7 +6,6 @@ the realistic programme; a SIGKILL of the clearing worker mid-stream changes not
 from __future__ import annotations
 
 import signal
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -22,37 +21,19 @@ from services.cli.processes import ServiceProcesses
 from services.cli.receiver import WebhookReceiver
 from services.common.auth import Role
 from services.common.settings import DEV_SECRET
+from tests.e2e.system import api, running_system
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def system(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcesses]:
-    procs = ServiceProcesses(
-        tmp_path_factory.mktemp("services"),
-        {**service_env, "NOTIFIER_RETRY_SCHEDULE": "[0.2, 0.5, 1]"},
-        ports={name: free_port() for name in ("issuer", "redemption", "clearing", "notifier")},
-    )
-    procs.start_all()
-    try:
-        procs.wait_all_ready()
+    with running_system(
+        tmp_path_factory.mktemp("services"), {**service_env, "NOTIFIER_RETRY_SCHEDULE": "[0.2, 0.5, 1]"}
+    ) as procs:
         yield procs
-    finally:
-        procs.stop_all()
-        for name in procs.ports:
-            assert not procs.running(name), f"{name} left running"
-
-
-def api(procs: ServiceProcesses, service: str, role: Role = Role.FINANCE, subject: str = "finance") -> Api:
-    return Api(procs.url(service), DEV_SECRET, role, subject)
 
 
 def test_thin_flow_one_redemption_through_all_four_services(system: ServiceProcesses, service_env) -> None:  # type: ignore[no-untyped-def]
