@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 
 from services.clearing import pg_store
 from services.clearing.api import Rt
-from services.clearing.domain.payouts import CARRIED_OVER, HELD
+from services.clearing.domain.payouts import CARRIED_OVER, HELD, NETTED
 from services.common.auth import Principal, Role, require
 from services.common.problems import Problem
 
@@ -41,16 +41,40 @@ async def coverage(rt: Rt, who: CoverageReader) -> list[dict[str, Any]]:
 
 @router.get("/statements/{statement_id}/payout")
 async def payout_status(statement_id: uuid.UUID, rt: Rt, who: StatementReader) -> dict[str, Any]:
-    """Whether the statement is paid in its window's SEPA file, carried over, or held."""
+    """Whether the statement is paid in its window's SEPA file (payable, for its net), carried
+    over (negative: what later statements of the site have settled of it so far, and what is
+    outstanding), netted (wholly taken by earlier negative statements), or held."""
     row = await rt.pool.fetchrow(
         "SELECT site_id, total_cents FROM statements WHERE statement_id = $1", statement_id
     )
     if row is None or (who.role == Role.SITE and str(row["site_id"]) != who.subject):
         raise Problem(404, "unknown-statement", "Unknown statement", f"no statement {statement_id} for you")
+    cov = await pg_store.coverage(rt.pool)
+    netting = cov.netting[statement_id]
     if row["total_cents"] <= 0:
         status = CARRIED_OVER
-    elif statement_id in (await pg_store.coverage(rt.pool)).held:
+    elif statement_id in cov.held:
         status = HELD
+    elif netting.net_cents == 0:
+        status = NETTED
     else:
         status = "payable"
-    return {"statement_id": str(statement_id), "total_cents": row["total_cents"], "status": status}
+    return {
+        "statement_id": str(statement_id),
+        "total_cents": row["total_cents"],
+        "status": status,
+        "net_cents": netting.net_cents,
+        "deductions": [
+            {
+                "settles_statement_id": str(d.settles),
+                "window_id": d.settles_window_id,
+                "amount_cents": d.amount_cents,
+            }
+            for d in netting.deductions
+        ],
+        "settled_by": [
+            {"statement_id": str(d.by), "window_id": d.by_window_id, "amount_cents": d.amount_cents}
+            for d in netting.settled_by
+        ],
+        "outstanding_cents": netting.outstanding_cents,
+    }

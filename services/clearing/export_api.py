@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Response
 from schemas.events import StatementIssued
 from services.clearing import exports, pg_store
 from services.clearing.api import Reader, Rt
+from services.clearing.domain.netting import Deduction
 from services.clearing.domain.payouts import PayoutPlan, plan_payouts
 from services.clearing.issuer_client import payout_accounts
 from services.common.auth import Principal, Role, require
@@ -45,12 +46,21 @@ async def statement_pdf(statement_id: uuid.UUID, rt: Rt, who: Reader) -> Respons
 @router.get("/windows/{window_id}/payouts")
 async def payouts(window_id: int, rt: Rt, who: Finance) -> dict[str, Any]:
     """What the window's SEPA file pays, and which statements it does not pay and why
-    (carried-over: total at zero or below; held: the funders' payments do not cover it)."""
+    (carried-over: total at zero or below, recovered from the site's next positive statements;
+    netted: wholly taken by such an earlier negative statement; held: the funders' payments do
+    not cover it). A transfer pays the statement's total less its deductions, each naming the
+    earlier negative statement it settles; statements themselves stay what the log says."""
     plan, _ = await _plan(rt, window_id)
     return {
         "window_id": window_id,
         "transfers": [
-            {"statement_id": str(t.statement_id), "site_id": str(t.site_id), "amount_cents": t.amount_cents}
+            {
+                "statement_id": str(t.statement_id),
+                "site_id": str(t.site_id),
+                "gross_cents": t.gross_cents,
+                "deductions": [_deduction(d) for d in t.deductions],
+                "amount_cents": t.amount_cents,
+            }
             for t in plan.transfers
         ],
         "total_cents": plan.total_cents,
@@ -60,10 +70,20 @@ async def payouts(window_id: int, rt: Rt, who: Finance) -> dict[str, Any]:
                 "site_id": str(n.site_id),
                 "total_cents": n.total_cents,
                 "reason": n.reason,
+                "deductions": [_deduction(d) for d in n.deductions],
+                "outstanding_cents": n.outstanding_cents,
             }
             for n in plan.not_paid
         ],
         "sepa_file": f"/windows/{window_id}/payouts/sepa",
+    }
+
+
+def _deduction(d: Deduction) -> dict[str, Any]:
+    return {
+        "settles_statement_id": str(d.settles),
+        "window_id": d.settles_window_id,
+        "amount_cents": d.amount_cents,
     }
 
 
@@ -105,7 +125,7 @@ async def _plan(rt: Runtime, window_id: int) -> tuple[PayoutPlan, list[pg_store.
             )
         statements = await pg_store.statement_totals(conn, window_id)
         coverage = await pg_store.coverage(conn)
-    return plan_payouts(window_id, statements, held=coverage.held), statements
+    return plan_payouts(window_id, statements, held=coverage.held, netting=coverage.netting), statements
 
 
 async def _readable_statement(rt: Runtime, who: Principal, statement_id: uuid.UUID) -> StatementIssued:

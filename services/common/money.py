@@ -27,6 +27,24 @@ def split_by_shares(total_cents: int, shares_bp: Sequence[int]) -> list[int]:
     return floors
 
 
+def split_by_weights(total_cents: int, weights: Sequence[int]) -> list[int]:
+    """Split a non-negative `total_cents` in proportion to integer weights (their sum positive;
+    a weight may be negative), largest remainder first, ties to the earlier weight. The parts
+    sum to the total and each is within one cent of its exact share; a total equal to the sum of
+    the weights gives the weights themselves."""
+    whole = sum(weights)
+    if total_cents < 0 or whole <= 0:
+        raise ValueError(
+            f"need a non-negative total and weights of positive sum: {total_cents}, {list(weights)}"
+        )
+    floors = [total_cents * w // whole for w in weights]
+    remainders = [total_cents * w % whole for w in weights]
+    leftover = total_cents - sum(floors)
+    for i in sorted(range(len(weights)), key=lambda i: -remainders[i])[:leftover]:
+        floors[i] += 1
+    return floors
+
+
 def format_eur(cents: int) -> str:
     """French display of an amount: 1 234,56 €. The only place a comma appears."""
     sign = "-" if cents < 0 else ""

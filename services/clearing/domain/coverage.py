@@ -3,7 +3,8 @@
 A statement is paid only if, after it, no funder's payouts for any programme exceed what that
 funder has paid in for it; otherwise it is held (flagged), never paid silently. Statements are
 taken in window order, then site order, so the same inputs always hold the same statements.
-Pure: no I/O."""
+What a statement pays out is its net (domain.netting): its own funder parts less the parts of
+the earlier negative statements it settles. Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from services.clearing.domain.netting import Netting, net, net_parts
 from services.clearing.domain.statements import FunderPart
 
 Key = tuple[uuid.UUID, uuid.UUID]  # (programme id, funder id)
@@ -33,8 +35,8 @@ class CoverageRow:
     ordered_cents: int  # what the funder's orders made it due
     paid_in_cents: int  # what it has paid
     owed_cents: int  # its share of every cleared statement (redeemed, net of reversals)
-    paid_out_cents: int  # its share of the statements paid to sites
-    held_cents: int  # its share of the statements held for lack of coverage
+    paid_out_cents: int  # its share of what is paid to sites (net of the negative statements settled)
+    held_cents: int  # its share of the (net) payouts held for lack of coverage
 
     @property
     def covered(self) -> bool:
@@ -45,6 +47,7 @@ class CoverageRow:
 class Coverage:
     rows: tuple[CoverageRow, ...]
     held: frozenset[uuid.UUID]
+    netting: Mapping[uuid.UUID, Netting]
 
 
 def assess(
@@ -57,17 +60,20 @@ def assess(
     paid_out: dict[Key, int] = defaultdict(int)
     held_amounts: dict[Key, int] = defaultdict(int)
     held: set[uuid.UUID] = set()
-    for st in sorted(statements, key=lambda s: (s.window_id, str(s.site_id))):
+    ordered_dues = sorted(statements, key=lambda s: (s.window_id, str(s.site_id)))
+    netting = net(ordered_dues)
+    for st in ordered_dues:
         for part in st.parts:
             owed[_key(part)] += part.amount_cents
         if st.total_cents <= 0:
-            continue  # carried over: nothing is paid
-        if _fits(st.parts, paid_out, paid_in):
-            for part in st.parts:
+            continue  # carried over: nothing is paid, a later statement of the site settles it
+        parts = net_parts(st, netting)
+        if _fits(parts, paid_out, paid_in):
+            for part in parts:
                 paid_out[_key(part)] += part.amount_cents
         else:
             held.add(st.statement_id)
-            for part in st.parts:
+            for part in parts:
                 held_amounts[_key(part)] += part.amount_cents
     ordered = ordered or {}
     keys = sorted({*owed, *paid_in, *ordered}, key=lambda k: (str(k[0]), str(k[1])))
@@ -83,7 +89,7 @@ def assess(
         )
         for p, f in keys
     )
-    return Coverage(rows, frozenset(held))
+    return Coverage(rows, frozenset(held), netting)
 
 
 def _fits(parts: Sequence[FunderPart], paid_out: Mapping[Key, int], paid_in: Mapping[Key, int]) -> bool:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from schemas.events import StatementIssued
+from services.clearing.domain.netting import Deduction, Netting
 
 CARRIED_OVER = "carried-over"  # a statement at zero or below: nothing is paid, it nets against the next
 HELD = "held"  # a statement whose payout is not covered by the funders' payments: never paid silently
+NETTED = "netted"  # a positive statement wholly taken by earlier negative ones of its site: nothing to pay
 
 CSV_HEADER = (
     "statement_id",
@@ -29,11 +31,20 @@ CSV_HEADER = (
 
 @dataclass(frozen=True)
 class Transfer:
-    """One credit transfer to one site, for one statement."""
+    """One credit transfer to one site, for one statement: its total less the deductions."""
 
     statement_id: uuid.UUID
     site_id: uuid.UUID
-    amount_cents: int
+    amount_cents: int  # what is transferred: the net
+    deductions: tuple[Deduction, ...] = ()
+
+    @property
+    def gross_cents(self) -> int:
+        return self.amount_cents + self.deducted_cents
+
+    @property
+    def deducted_cents(self) -> int:
+        return sum(d.amount_cents for d in self.deductions)
 
     @property
     def end_to_end_id(self) -> str:
@@ -42,7 +53,12 @@ class Transfer:
 
     @property
     def remittance(self) -> str:
-        return f"Pass Numerique releve {self.statement_id}"
+        # At most 140 characters of the SEPA Latin set (no euro sign, no accents).
+        text = f"Pass Numerique releve {self.statement_id}"
+        if self.deductions:
+            euros, cents = divmod(self.deducted_cents, 100)
+            text += f" - deduit {euros},{cents:02d} EUR solde negatif anterieur"
+        return text
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,8 @@ class NotPaid:
     site_id: uuid.UUID
     total_cents: int
     reason: str
+    deductions: tuple[Deduction, ...] = ()  # netted (or held): what it settles
+    outstanding_cents: int = 0  # carried over: what is still to recover, as of this window
 
 
 @dataclass(frozen=True)
@@ -81,23 +99,36 @@ class StatementTotal(Protocol):
 
 
 def plan_payouts(
-    window_id: int, statements: Iterable[StatementTotal], *, held: Collection[uuid.UUID] = ()
+    window_id: int,
+    statements: Iterable[StatementTotal],
+    *,
+    held: Collection[uuid.UUID] = (),
+    netting: Mapping[uuid.UUID, Netting] | None = None,
 ) -> PayoutPlan:
-    """One transfer per site statement with a positive total, unless held for lack of coverage.
+    """One transfer per site statement with a positive net, unless held for lack of coverage.
 
     A statement at zero or below (reversals of an earlier window's redemptions) is not paid: it
-    carries over. Ordered by site id so the same statements give the same file."""
+    carries over, and the site's next positive statements settle it (`netting`, from the whole
+    statement history: domain.netting). Ordered by site id so the same statements give the same
+    file."""
+    netting = netting or {}
     transfers: list[Transfer] = []
     not_paid: list[NotPaid] = []
     for st in sorted(statements, key=lambda s: str(s.site_id)):
         if st.window_id != window_id:
             raise ValueError(f"statement {st.statement_id} is of window {st.window_id}, not {window_id}")
+        found = netting.get(st.statement_id)
+        deductions = found.deductions if found else ()
+        net = st.total_cents - sum(d.amount_cents for d in deductions)
         if st.total_cents <= 0:
-            not_paid.append(NotPaid(st.statement_id, st.site_id, st.total_cents, CARRIED_OVER))
+            owed = -st.total_cents
+            not_paid.append(NotPaid(st.statement_id, st.site_id, st.total_cents, CARRIED_OVER, (), owed))
         elif st.statement_id in held:
-            not_paid.append(NotPaid(st.statement_id, st.site_id, st.total_cents, HELD))
+            not_paid.append(NotPaid(st.statement_id, st.site_id, st.total_cents, HELD, deductions))
+        elif net == 0:
+            not_paid.append(NotPaid(st.statement_id, st.site_id, st.total_cents, NETTED, deductions))
         else:
-            transfers.append(Transfer(st.statement_id, st.site_id, st.total_cents))
+            transfers.append(Transfer(st.statement_id, st.site_id, net, deductions))
     return PayoutPlan(window_id, tuple(transfers), tuple(not_paid))
 
 
