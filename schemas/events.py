@@ -383,7 +383,9 @@ def parse_payload(envelope: Envelope) -> Payload:
 
 class ExpiryCreditNoteIssued(Payload):
     """The passes of a programme that expired unused, credited back to its funders by share:
-    once per programme, after its last redemption day. The digest covers the sorted pass ids."""
+    once per programme, after its last redemption day. A pass the issuer cancelled is credited by
+    the programme's CancellationCreditNoteIssued instead, never by both. The digest covers the
+    sorted pass ids."""
 
     TYPE = "ExpiryCreditNoteIssued"
     credit_note_id: UUID
@@ -398,3 +400,26 @@ class ExpiryCreditNoteIssued(Payload):
 
 PAYLOAD_MODELS = (*PAYLOAD_MODELS, ExpiryCreditNoteIssued)
 REGISTRY[(ExpiryCreditNoteIssued.TYPE, ExpiryCreditNoteIssued.VERSION)] = ExpiryCreditNoteIssued
+
+
+class CancellationCreditNoteIssued(Payload):
+    """The passes of a programme that the issuer cancelled (lost or stolen booklets) and that were
+    never used, credited back to its funders by share: once per programme, in the same run as its
+    expiry credit note (when every redemption and reversal of its passes is final), for the passes
+    that note leaves out. The digest covers the sorted pass ids."""
+
+    TYPE = "CancellationCreditNoteIssued"
+    credit_note_id: UUID
+    programme_id: UUID
+    cleared_after: date  # the programme's last redemption day
+    passes: Annotated[int, Field(ge=0)]
+    face_value_cents: PositiveCents
+    total_cents: Cents
+    funder_amounts: tuple[FunderAmount, ...]
+    digest: str
+
+
+PAYLOAD_MODELS = (*PAYLOAD_MODELS, CancellationCreditNoteIssued)
+REGISTRY[(CancellationCreditNoteIssued.TYPE, CancellationCreditNoteIssued.VERSION)] = (
+    CancellationCreditNoteIssued
+)

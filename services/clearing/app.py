@@ -15,6 +15,7 @@ from services.clearing.coverage_api import router as coverage_router
 from services.clearing.credit_notes_api import router as credit_notes_router
 from services.clearing.export_api import router as export_router
 from services.clearing.faust_worker import build_app
+from services.clearing.funder_export_api import router as funder_export_router
 from services.clearing.ledger import LedgerApplier
 from services.clearing.settings import PayerSettings
 from services.common.http import create_app
@@ -44,6 +45,6 @@ async def start() -> Runtime:
 app = create_app(
     "clearing",
     start,
-    [router, export_router, coverage_router, credit_notes_router],
+    [router, export_router, funder_export_router, coverage_router, credit_notes_router],
     description="Per-site reimbursement ledgers, statements and funder shares.",
 )

@@ -1,5 +1,10 @@
-"""Expiry credit notes: once per programme, after its last redemption day and once the
-redemptions up to that day are cleared, the passes that expired unused go back to the funders."""
+"""Credit notes: once per programme, after its last redemption day and once the redemptions up
+to that day are cleared, the passes that can no longer be used go back to the funders: those the
+issuer cancelled (lost, stolen) by a cancellation note, the others by the expiry note.
+
+Cancelled passes are credited at the programme's end, not when cancelled: until then a
+redemption accepted before the cancellation reached the redemption service, or a later reversal
+of one, can still change whether the pass was used; at the end every such fact is final."""
 
 from __future__ import annotations
 
@@ -11,10 +16,10 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Depends
 
-from schemas.events import ExpiryCreditNoteIssued, FunderShare
+from schemas.events import CancellationCreditNoteIssued, ExpiryCreditNoteIssued, FunderShare
 from schemas.topics import Topic
 from services.clearing.api import Rt
-from services.clearing.domain.credit_notes import expiry_credit_note, last_redemption_day
+from services.clearing.domain.credit_notes import CreditNotes, credit_notes, last_redemption_day
 from services.common.auth import Principal, Role, require
 from services.common.outbox import enqueue
 from services.common.problems import Problem
@@ -28,14 +33,30 @@ EVENT_NS = uuid.UUID("a3c1f1e4-55d7-4c8b-9d0e-8f1b2c3d4e5f")
 
 @router.post("/programmes/{programme_id}/expiry-credit-note")
 async def issue_expiry_credit_note(programme_id: uuid.UUID, rt: Rt, who: Finance) -> dict[str, Any]:
-    """Issue the programme's expiry credit note, or answer the one already issued (idempotent)."""
+    """Issue the programme's credit notes (see POST /programmes/{id}/credit-notes) and answer
+    its expiry note, or the one already issued (idempotent)."""
+    expiry: dict[str, Any] = (await _issue(rt, programme_id))["expiry"]
+    return expiry
+
+
+@router.post("/programmes/{programme_id}/credit-notes")
+async def issue_credit_notes(programme_id: uuid.UUID, rt: Rt, who: Finance) -> dict[str, Any]:
+    """Issue the programme's credit notes, or answer those already issued (idempotent): the
+    expiry note (unused passes not cancelled) and, if any cancelled pass was never used, the
+    cancellation note. Each unused pass is credited by exactly one of them."""
+    return await _issue(rt, programme_id)
+
+
+async def _issue(rt: Runtime, programme_id: uuid.UUID) -> dict[str, Any]:
     async with rt.pool.acquire() as conn, conn.transaction():
-        # One at a time per programme: the second caller sees the first one's note.
+        # One at a time per programme: the second caller sees the first one's notes.
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1::text))", str(programme_id))
-        existing = await conn.fetchval("SELECT body FROM credit_notes WHERE programme_id = $1", programme_id)
-        if existing is not None:
-            body: dict[str, Any] = json.loads(existing)
-            return body
+        existing = await conn.fetch(
+            "SELECT kind, body FROM credit_notes WHERE programme_id = $1", programme_id
+        )
+        if existing:
+            found = {r["kind"]: json.loads(r["body"]) for r in existing}
+            return {"expiry": found["expiry"], "cancellation": found.get("cancellation")}
         terms = await conn.fetchrow("SELECT * FROM programmes WHERE programme_id = $1", programme_id)
         if terms is None:
             raise Problem(404, "unknown-programme", "Unknown programme", f"no programme {programme_id}")
@@ -52,35 +73,45 @@ async def issue_expiry_credit_note(programme_id: uuid.UUID, rt: Rt, who: Finance
                 "Redemptions up to the expiry are not all cleared",
                 f"close a window after {end.isoformat()} and let clearing close it on every partition",
             )
-        note = expiry_credit_note(
+        notes = credit_notes(
             programme_id,
             face_value_cents=terms["face_value_cents"],
             funders=tuple(FunderShare.model_validate(f) for f in json.loads(terms["funders"])),
             expired_after=last_day,
-            issued=[
-                r["pass_id"]
-                for r in await conn.fetch(
-                    "SELECT pass_id FROM issued_passes WHERE programme_id = $1", programme_id
-                )
-            ],
-            used={
-                r["pass_id"]
-                for r in await conn.fetch(
+            issued=await _pass_ids(
+                conn, "SELECT pass_id FROM issued_passes WHERE programme_id = $1", programme_id
+            ),
+            used=set(
+                await _pass_ids(
+                    conn,
                     "SELECT pass_id FROM ledger_lines WHERE programme_id = $1 GROUP BY pass_id "
                     "HAVING sum(amount_cents) > 0",
                     programme_id,
                 )
-            },
+            ),
+            cancelled=set(
+                await _pass_ids(
+                    conn, "SELECT pass_id FROM cancelled_passes WHERE programme_id = $1", programme_id
+                )
+            ),
         )
-        await _save_and_emit(rt, conn, note)
-    return note.model_dump(mode="json")
+        await _save_and_emit(rt, conn, notes)
+    return {
+        "expiry": notes.expiry.model_dump(mode="json"),
+        "cancellation": notes.cancellation.model_dump(mode="json") if notes.cancellation else None,
+    }
+
+
+async def _pass_ids(conn: asyncpg.Connection, query: str, programme_id: uuid.UUID) -> list[uuid.UUID]:
+    return [r["pass_id"] for r in await conn.fetch(query, programme_id)]
 
 
 @router.get("/credit-notes")
 async def list_credit_notes(rt: Rt, who: Reader) -> list[dict[str, Any]]:
-    """Finance and auditors see every note; a funder the notes that credit it."""
-    rows = await rt.pool.fetch("SELECT body FROM credit_notes ORDER BY programme_id")
-    notes = [json.loads(r["body"]) for r in rows]
+    """Finance and auditors see every note; a funder the notes that credit it. `kind` says
+    whether a note credits expired passes or cancelled ones."""
+    rows = await rt.pool.fetch("SELECT kind, body FROM credit_notes ORDER BY programme_id, kind DESC")
+    notes = [{"kind": r["kind"], **json.loads(r["body"])} for r in rows]
     if who.role == Role.FUNDER:
         notes = [n for n in notes if any(f["funder_id"] == who.subject for f in n["funder_amounts"])]
     return notes
@@ -98,15 +129,23 @@ async def _cleared_since(conn: asyncpg.Connection, moment: datetime) -> bool:
     )
 
 
-async def _save_and_emit(rt: Runtime, conn: asyncpg.Connection, note: ExpiryCreditNoteIssued) -> None:
-    await conn.execute(
-        "INSERT INTO credit_notes (programme_id, credit_note_id, total_cents, body) VALUES ($1, $2, $3, $4)",
-        note.programme_id,
-        note.credit_note_id,
-        note.total_cents,
-        note.model_dump_json(),
-    )
-    envelope = rt.events.envelope(note, key=str(note.programme_id)).model_copy(
-        update={"event_id": uuid.uuid5(EVENT_NS, f"{note.TYPE}:{note.credit_note_id}")}
-    )
-    await enqueue(conn, rt.topic(Topic.CLEARING), envelope)
+async def _save_and_emit(rt: Runtime, conn: asyncpg.Connection, notes: CreditNotes) -> None:
+    issued: list[tuple[str, ExpiryCreditNoteIssued | CancellationCreditNoteIssued]] = [
+        ("expiry", notes.expiry)
+    ]
+    if notes.cancellation is not None:
+        issued.append(("cancellation", notes.cancellation))
+    for kind, note in issued:
+        await conn.execute(
+            "INSERT INTO credit_notes (programme_id, kind, credit_note_id, total_cents, body) "
+            "VALUES ($1, $2, $3, $4, $5)",
+            note.programme_id,
+            kind,
+            note.credit_note_id,
+            note.total_cents,
+            note.model_dump_json(),
+        )
+        envelope = rt.events.envelope(note, key=str(note.programme_id)).model_copy(
+            update={"event_id": uuid.uuid5(EVENT_NS, f"{note.TYPE}:{note.credit_note_id}")}
+        )
+        await enqueue(conn, rt.topic(Topic.CLEARING), envelope)

@@ -34,10 +34,17 @@ async def statement_csv(statement_id: uuid.UUID, rt: Rt, who: Reader) -> Respons
 
 @router.get("/statements/{statement_id}/pdf")
 async def statement_pdf(statement_id: uuid.UUID, rt: Rt, who: Reader) -> Response:
-    """The statement as a PDF document for the site's cash office."""
+    """The statement as a PDF document for the site's cash office: the site's name and SIRET,
+    the window's dates, per programme, per funder, every line."""
     st = await _readable_statement(rt, who, statement_id)
+    names = await pg_store.names(
+        rt.pool,
+        sites=[st.site_id],
+        funders=[f.funder_id for f in st.funder_amounts],
+        programmes={line.programme_id for line in st.lines},
+    )
     return Response(
-        exports.statement_pdf(st),
+        exports.statement_pdf(st, names=names),
         media_type="application/pdf",
         headers={**_attachment(f"releve-{st.statement_id}.pdf"), "x-statement-digest": st.digest},
     )

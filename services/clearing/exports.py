@@ -1,4 +1,5 @@
-"""Documents rendered from statements: CSV and PDF per statement, pain.001 per window.
+"""Documents rendered from statements: CSV and PDF per statement and per call for funds,
+pain.001 per window.
 
 What goes in them is decided by the pure core (domain.payouts); this module only renders."""
 
@@ -9,8 +10,9 @@ import functools
 import io
 import uuid
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import sepaxml
 from lxml import etree
@@ -20,14 +22,26 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.platypus import LongTable, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 from sepaxml import SepaTransfer
+from stdnum.fr import siret as fr_siret
 
-from schemas.events import StatementIssued
-from services.clearing.domain.payouts import CSV_HEADER, PayoutPlan, csv_rows, programme_totals
+from schemas.events import FunderStatementIssued, StatementIssued
+from services.clearing.domain.payouts import (
+    CSV_HEADER,
+    FUNDER_CSV_HEADER,
+    FunderLine,
+    Names,
+    PayoutPlan,
+    csv_rows,
+    funder_csv_rows,
+    funder_lines,
+    programme_totals,
+)
 from services.clearing.issuer_client import PayoutAccount
 from services.clearing.settings import PayerSettings
 from services.common.money import format_eur
 
 SEPA_SCHEMA = "pain.001.001.03"
+PARIS = ZoneInfo("Europe/Paris")
 
 
 def statement_csv(st: StatementIssued) -> str:
@@ -38,26 +52,22 @@ def statement_csv(st: StatementIssued) -> str:
     return out.getvalue()
 
 
-def statement_pdf(st: StatementIssued, *, site_name: str | None = None) -> bytes:
-    """A document a site's public cash office can file: who, which period, what, how much, who pays."""
+def statement_pdf(st: StatementIssued, *, names: Names | None = None) -> bytes:
+    """A document a site's public cash office can file: who (name and SIRET), which period,
+    what, how much, who pays."""
+    names = names or Names()
     styles = getSampleStyleSheet()
-    buffer = io.BytesIO()
-    doc = SimpleDocTemplate(
-        buffer,
-        pagesize=A4,
-        title=f"Relevé de compensation {st.statement_id}",
-        author="passclear",
-        leftMargin=15 * mm,
-        rightMargin=15 * mm,
-    )
-    heading = f"Relevé de compensation — Pass Numérique — période {st.window_id}"
+    heading = f"Relevé de compensation — Pass Numérique — période n° {st.window_id}"
+    siret = names.siret(st.site_id)
     story: list[object] = [
         Paragraph(heading, styles["Title"]),
         _grid(
             [
                 ["Relevé", str(st.statement_id)],
-                ["Lieu", f"{site_name} ({st.site_id})" if site_name else str(st.site_id)],
-                ["Période", f"{st.period_start:%d/%m/%Y %H:%M} – {st.period_end:%d/%m/%Y %H:%M} UTC"],
+                ["Lieu (structure remboursée)", names.site(st.site_id)],
+                ["SIRET", fr_siret.format(siret) if siret else "inconnu"],
+                ["Identifiant du lieu", str(st.site_id)],
+                ["Période", _period(st.period_start, st.period_end)],
                 ["Encaissements / annulations", f"{st.redemptions} / {st.reversals}"],
                 ["Montant dû", format_eur(st.total_cents)],
                 ["Versement prévu le", f"{st.expected_payout_date:%d/%m/%Y}"],
@@ -69,7 +79,12 @@ def statement_pdf(st: StatementIssued, *, site_name: str | None = None) -> bytes
         _grid(
             [["Dispositif", "Encaissements", "Annulations", "Montant"]]
             + [
-                [str(p.programme_id), str(p.redemptions), str(p.reversals), format_eur(p.total_cents)]
+                [
+                    names.programme(p.programme_id),
+                    str(p.redemptions),
+                    str(p.reversals),
+                    format_eur(p.total_cents),
+                ]
                 for p in programme_totals(st)
             ],
             header=True,
@@ -78,7 +93,7 @@ def statement_pdf(st: StatementIssued, *, site_name: str | None = None) -> bytes
         Paragraph("Répartition entre financeurs", styles["Heading2"]),
         _grid(
             [["Financeur", "Quote-part"]]
-            + [[str(f.funder_id), format_eur(f.amount_cents)] for f in st.funder_amounts],
+            + [[names.funder(f.funder_id), format_eur(f.amount_cents)] for f in st.funder_amounts],
             header=True,
         ),
         Spacer(1, 6 * mm),
@@ -99,6 +114,81 @@ def statement_pdf(st: StatementIssued, *, site_name: str | None = None) -> bytes
             font_size=7,
         ),
     ]
+    return _build(f"Relevé de compensation {st.statement_id}", story)
+
+
+def funder_statement_csv(fs: FunderStatementIssued, lines: list[FunderLine]) -> str:
+    """The call for funds: the funder's share of each site statement, in the digest's order."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(FUNDER_CSV_HEADER)
+    writer.writerows(funder_csv_rows(fs, lines))
+    return out.getvalue()
+
+
+def funder_statement_pdf(
+    fs: FunderStatementIssued,
+    lines: list[FunderLine],
+    *,
+    period: tuple[datetime, datetime] | None,
+    programmes: list[tuple[uuid.UUID, int]],
+    names: Names | None = None,
+) -> bytes:
+    """The call for funds as a document the funder's finance team can file and pay from."""
+    names = names or Names()
+    styles = getSampleStyleSheet()
+    story: list[object] = [
+        Paragraph(f"Appel de fonds — Pass Numérique — période n° {fs.window_id}", styles["Title"]),
+        _grid(
+            [
+                ["Appel de fonds", str(fs.funder_statement_id)],
+                ["Financeur", names.funder(fs.funder_id)],
+                ["Identifiant du financeur", str(fs.funder_id)],
+                ["Période", _period(*period) if period else f"n° {fs.window_id}"],
+                ["Relevés de sites", str(fs.statements)],
+                ["Montant de la quote-part", format_eur(fs.amount_cents)],
+                ["Empreinte SHA-256 des relevés", fs.digest],
+            ]
+        ),
+        Spacer(1, 6 * mm),
+        Paragraph("Par dispositif", styles["Heading2"]),
+        _grid(
+            [["Dispositif", "Quote-part"]]
+            + [[names.programme(p), format_eur(cents)] for p, cents in programmes],
+            header=True,
+        ),
+        Spacer(1, 6 * mm),
+        Paragraph("Par relevé de site", styles["Heading2"]),
+        _grid(
+            [["Lieu", "SIRET", "Relevé", "Quote-part"]]
+            + [
+                [
+                    names.site(line.site_id),
+                    fr_siret.format(siret) if (siret := names.siret(line.site_id)) else "",
+                    str(line.statement_id),
+                    format_eur(line.amount_cents),
+                ]
+                for line in funder_lines(lines)
+            ],
+            header=True,
+            long=True,
+            font_size=7,
+        ),
+    ]
+    return _build(f"Appel de fonds {fs.funder_statement_id}", story)
+
+
+def _period(start: datetime, end: datetime) -> str:
+    """In French local time, as the window's dates are read in France."""
+    s, e = start.astimezone(PARIS), end.astimezone(PARIS)
+    return f"du {s:%d/%m/%Y %H:%M} au {e:%d/%m/%Y %H:%M} (heure de Paris)"
+
+
+def _build(title: str, story: list[object]) -> bytes:
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(
+        buffer, pagesize=A4, title=title, author="passclear", leftMargin=15 * mm, rightMargin=15 * mm
+    )
     doc.build(story)
     return buffer.getvalue()
 

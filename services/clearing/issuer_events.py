@@ -1,5 +1,6 @@
 """Clearing's handler for the issuer topic: what funders owe and pay (coverage), programmes'
-terms and issued passes (expiry credit notes).
+terms, issued and cancelled passes (credit notes), and the names of sites, funders and
+programmes for the documents (organisations, not people: no personal data).
 
 Run by the common EventConsumer, which records the event id in the same transaction."""
 
@@ -10,7 +11,16 @@ import json
 import asyncpg
 
 from schemas.envelope import Envelope
-from schemas.events import BookletActivated, FunderPaymentRecorded, OrderPlaced, Payload, ProgrammeRegistered
+from schemas.events import (
+    BookletActivated,
+    FunderPaymentRecorded,
+    FunderRegistered,
+    OrderPlaced,
+    PassCancelled,
+    Payload,
+    ProgrammeRegistered,
+    SiteRegistered,
+)
 
 
 async def apply(conn: asyncpg.Connection, _: Envelope, payload: Payload) -> None:
@@ -35,13 +45,14 @@ async def apply(conn: asyncpg.Connection, _: Envelope, payload: Payload) -> None
         )
     elif isinstance(payload, ProgrammeRegistered):
         await conn.execute(
-            "INSERT INTO programmes (programme_id, face_value_cents, valid_until, grace_days, funders) "
-            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            "INSERT INTO programmes (programme_id, face_value_cents, valid_until, grace_days, funders, name) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
             payload.programme_id,
             payload.face_value_cents,
             payload.valid_until,
             payload.grace_days,
             json.dumps([f.model_dump(mode="json") for f in payload.funders]),
+            payload.name,
         )
     elif isinstance(payload, BookletActivated):
         await conn.execute(
@@ -50,4 +61,26 @@ async def apply(conn: asyncpg.Connection, _: Envelope, payload: Payload) -> None
             [p.pass_id for p in payload.passes],
             payload.programme_id,
             payload.booklet_id,
+        )
+    elif isinstance(payload, PassCancelled):
+        await conn.execute(
+            "INSERT INTO cancelled_passes (pass_id, programme_id, reason) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING",
+            payload.pass_id,
+            payload.programme_id,
+            payload.reason,
+        )
+    elif isinstance(payload, SiteRegistered):
+        await conn.execute(
+            "INSERT INTO sites (site_id, name, siret) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            payload.site_id,
+            payload.name,
+            payload.siret,
+        )
+    elif isinstance(payload, FunderRegistered):
+        await conn.execute(
+            "INSERT INTO funders (funder_id, name, kind) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            payload.funder_id,
+            payload.name,
+            payload.kind,
         )

@@ -6,13 +6,15 @@ import dataclasses
 import functools
 import json
 import uuid
-from datetime import date
+from collections.abc import Iterable
+from datetime import date, datetime
 from uuid import UUID
 
 import asyncpg
 
 from schemas.events import FunderAmount, FunderShare, FunderStatementIssued, StatementIssued, WindowClosed
 from services.clearing.domain.coverage import Coverage, Key, StatementDue, assess
+from services.clearing.domain.payouts import FunderLine, Names
 from services.clearing.domain.statements import FunderPart, LedgerLine
 
 
@@ -207,3 +209,72 @@ async def statement_totals(conn: asyncpg.Connection, window_id: int) -> list[Sta
         window_id,
     )
     return [StatementRow(**dict(r)) for r in rows]
+
+
+async def names(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    sites: Iterable[UUID] = (),
+    funders: Iterable[UUID] = (),
+    programmes: Iterable[UUID] = (),
+) -> Names:
+    """The names the issuer's events gave these organisations (unknown ids are left out)."""
+    site_rows = await conn.fetch(
+        "SELECT site_id, name, siret FROM sites WHERE site_id = ANY($1)", list(sites)
+    )
+    funder_rows = await conn.fetch(
+        "SELECT funder_id, name FROM funders WHERE funder_id = ANY($1)", list(funders)
+    )
+    programme_rows = await conn.fetch(
+        "SELECT programme_id, name FROM programmes WHERE programme_id = ANY($1) AND name IS NOT NULL",
+        list(programmes),
+    )
+    return Names(
+        sites={r["site_id"]: (r["name"], r["siret"]) for r in site_rows},
+        funders={r["funder_id"]: r["name"] for r in funder_rows},
+        programmes={r["programme_id"]: r["name"] for r in programme_rows},
+    )
+
+
+async def funder_statement(
+    conn: asyncpg.Connection | asyncpg.Pool, funder_statement_id: UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT funder_id, body FROM funder_statements WHERE funder_statement_id = $1", funder_statement_id
+    )
+
+
+async def funder_statement_lines(
+    conn: asyncpg.Connection | asyncpg.Pool, window_id: int, funder_id: UUID
+) -> list[FunderLine]:
+    """The funder's share of each site statement of the window, from the statements' parts."""
+    rows = await conn.fetch(
+        "SELECT statement_id, site_id, sum(amount_cents)::bigint AS cents FROM statement_parts "
+        "WHERE window_id = $1 AND funder_id = $2 GROUP BY statement_id, site_id",
+        window_id,
+        funder_id,
+    )
+    return [FunderLine(r["statement_id"], r["site_id"], r["cents"]) for r in rows]
+
+
+async def funder_programme_totals(
+    conn: asyncpg.Connection | asyncpg.Pool, window_id: int, funder_id: UUID
+) -> list[tuple[UUID, int]]:
+    rows = await conn.fetch(
+        "SELECT programme_id, sum(amount_cents)::bigint AS cents FROM statement_parts "
+        "WHERE window_id = $1 AND funder_id = $2 GROUP BY programme_id ORDER BY programme_id::text",
+        window_id,
+        funder_id,
+    )
+    return [(r["programme_id"], r["cents"]) for r in rows]
+
+
+async def window_period(
+    conn: asyncpg.Connection | asyncpg.Pool, window_id: int
+) -> tuple[datetime, datetime] | None:
+    """When the window opened and closed, as its WindowClosed markers say."""
+    row = await conn.fetchrow(
+        "SELECT min(opened_at) AS opened, max(closed_at) AS closed FROM closed_partitions WHERE window_id = $1",
+        window_id,
+    )
+    return None if row is None or row["opened"] is None else (row["opened"], row["closed"])

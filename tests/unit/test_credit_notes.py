@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import date
 
@@ -9,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import FunderShare
-from services.clearing.domain.credit_notes import expiry_credit_note, last_redemption_day
+from services.clearing.domain.credit_notes import credit_notes, expiry_credit_note, last_redemption_day
 from tests.unit.factories import ENEDIS, REGION, SHARES, STATE
 
 PROGRAMME = uuid.UUID(int=77)
@@ -66,3 +67,52 @@ def test_the_credit_splits_to_the_cent_within_a_cent_of_each_share(
     assert sum(f.amount_cents for f in note.funder_amounts) == note.total_cents == unused * face
     for f, bp in zip(note.funder_amounts, bps, strict=True):
         assert abs(f.amount_cents * 10_000 - note.total_cents * bp) < 10_000
+
+
+def test_a_cancelled_unused_pass_is_credited_by_the_cancellation_note_never_by_both() -> None:
+    issued = [uuid.UUID(int=i) for i in range(1, 11)]
+    used = {issued[0], issued[1]}
+    cancelled = {issued[1], issued[2], issued[3], uuid.UUID(int=99)}  # 2: used; 99: not of this programme
+    notes = credit_notes(
+        PROGRAMME,
+        face_value_cents=1000,
+        funders=SHARES,
+        expired_after=date(2027, 1, 31),
+        issued=issued,
+        used=used,
+        cancelled=cancelled,
+    )
+    assert notes.cancellation is not None
+    assert (notes.expiry.passes, notes.cancellation.passes) == (6, 2)
+    assert notes.expiry.total_cents + notes.cancellation.total_cents == 8000
+    assert [f.amount_cents for f in notes.cancellation.funder_amounts] == [1000, 600, 400]
+    assert notes.cancellation.digest == hashlib.sha256(f"{issued[2]}\n{issued[3]}".encode()).hexdigest()
+    assert notes.cancellation.credit_note_id != notes.expiry.credit_note_id
+    without = credit_notes(
+        PROGRAMME,
+        face_value_cents=1000,
+        funders=SHARES,
+        expired_after=date(2027, 1, 31),
+        issued=issued,
+        used=used,
+        cancelled={issued[1]},  # cancelled after it was used: nothing to credit for it
+    )
+    assert without.cancellation is None and without.expiry.passes == 8
+
+
+@given(st.sets(st.integers(0, 30)), st.sets(st.integers(0, 30)), st.sets(st.integers(0, 40)))
+def test_every_unused_pass_is_credited_exactly_once(
+    used: set[int], cancelled: set[int], issued: set[int]
+) -> None:
+    notes = credit_notes(
+        PROGRAMME,
+        face_value_cents=500,
+        funders=SHARES,
+        expired_after=date(2027, 1, 31),
+        issued=[uuid.UUID(int=i) for i in issued],
+        used={uuid.UUID(int=i) for i in used},
+        cancelled={uuid.UUID(int=i) for i in cancelled},
+    )
+    lost = notes.cancellation.passes if notes.cancellation else 0
+    assert lost == len((issued - used) & cancelled)
+    assert notes.expiry.passes + lost == len(issued - used)

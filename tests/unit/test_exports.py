@@ -13,12 +13,18 @@ from pathlib import Path
 import sepaxml
 import xmlschema
 
+from schemas.events import FunderStatementIssued
 from services.clearing import exports
 from services.clearing.domain import statements as core
-from services.clearing.domain.payouts import CARRIED_OVER, HELD, plan_payouts
+from services.clearing.domain.coverage import StatementDue
+from services.clearing.domain.netting import net
+from services.clearing.domain.payouts import CARRIED_OVER, HELD, FunderLine, Names, plan_payouts
+from services.clearing.domain.statements import FunderPart
 from services.clearing.issuer_client import PayoutAccount
 from services.clearing.settings import PayerSettings
-from tests.unit.factories import closed, redeemed, reversed_
+from services.common.money import format_eur
+from tests.pdf_text import pdf_text
+from tests.unit.factories import PROGRAMME, REGION, closed, redeemed, reversed_
 
 os.environ.setdefault("PASSCLEAR_PROFILE", "dev")
 SITE_A, SITE_B, SITE_C = (uuid.UUID(int=i) for i in (701, 702, 703))
@@ -66,11 +72,112 @@ def test_the_csv_holds_the_lines_the_digest_covers() -> None:
     assert recomputed == st.digest
 
 
-def test_the_pdf_is_a_pdf_naming_the_statement() -> None:
+def test_the_pdf_names_the_site_its_siret_the_period_and_the_funders() -> None:
     st = window_two()[2]
-    pdf = exports.statement_pdf(st, site_name="EPN de Dole")
+    names = Names(
+        sites={SITE_C: ("Espace public numérique de Dole", "73282932000074")},
+        funders={REGION: "Région Bourgogne-Franche-Comté"},
+        programmes={PROGRAMME: "Pass Numérique BFC 2026"},
+    )
+    pdf = exports.statement_pdf(st, names=names)
     assert pdf.startswith(b"%PDF-") and b"%%EOF" in pdf[-16:]
     assert str(st.statement_id).encode() in pdf  # the document's title metadata
+    text = pdf_text(pdf)
+    for shown in (
+        "Espace public numérique de Dole",
+        "732 829 320 00074",
+        "du 01/12/2026 01:00 au 31/12/2026 01:00 (heure de Paris)",  # window 2: T0 + 30 d → + 60 d, UTC+1
+        "Région Bourgogne-Franche-Comté",
+        "Pass Numérique BFC 2026",
+        "-10,00 €",
+    ):
+        assert shown in text, shown
+    # Not (yet) known to clearing: the ids stand in, nothing is invented.
+    bare = pdf_text(exports.statement_pdf(st))
+    assert str(SITE_C) in bare and "SIRET inconnu" in bare and "Dole" not in bare
+
+
+def funder_statement() -> tuple[FunderStatementIssued, list[FunderLine]]:
+    statements = window_two()
+    (fs, *_) = core.funder_statements(2, statements)
+    lines = [
+        FunderLine(st.statement_id, st.site_id, fa.amount_cents)
+        for st in reversed(statements)
+        for fa in st.funder_amounts
+        if fa.funder_id == fs.funder_id
+    ]
+    return fs, lines
+
+
+def test_the_call_for_funds_csv_holds_one_row_per_site_statement_and_its_digest() -> None:
+    fs, lines = funder_statement()
+    rows = list(csv.DictReader(io.StringIO(exports.funder_statement_csv(fs, lines))))
+    assert len(rows) == fs.statements == 3
+    assert {r["funder_statement_id"] for r in rows} == {str(fs.funder_statement_id)}
+    assert sum(int(r["amount_cents"]) for r in rows) == fs.amount_cents
+    recomputed = core.digest(
+        {"statement_id": r["statement_id"], "amount_cents": int(r["amount_cents"])} for r in rows
+    )
+    assert recomputed == fs.digest
+
+
+def test_the_call_for_funds_pdf_names_the_funder_the_period_and_each_site() -> None:
+    fs, lines = funder_statement()
+    names = Names(
+        sites={SITE_A: ("EPN de Dole", "73282932000074")},
+        funders={fs.funder_id: "Région Bourgogne-Franche-Comté"},
+        programmes={PROGRAMME: "Pass Numérique BFC 2026"},
+    )
+    opened, closed_at = closed(2, 0).opened_at, closed(2, 0).closed_at
+    pdf = exports.funder_statement_pdf(
+        fs, lines, period=(opened, closed_at), programmes=[(PROGRAMME, fs.amount_cents)], names=names
+    )
+    text = pdf_text(pdf)
+    for shown in (
+        "Appel de fonds",
+        str(fs.funder_statement_id),
+        "Région Bourgogne-Franche-Comté",
+        "du 01/12/2026 01:00 au 31/12/2026 01:00 (heure de Paris)",
+        "Pass Numérique BFC 2026",
+        "EPN de Dole",
+        "732 829 320 00074",
+        str(SITE_B),  # a site clearing has no name for: its id
+        format_eur(fs.amount_cents),
+    ):
+        assert shown in text, shown
+
+
+def test_a_netted_transfer_pays_the_net_and_says_so_in_the_remittance() -> None:
+    statements = window_two()
+    earlier = core.statement(
+        SITE_A, closed(1, 0), [core.ledger_line(reversed_(redeemed(98, SITE_A, window=1), 2, window=1))]
+    )
+    dues = [
+        StatementDue(s.statement_id, s.window_id, s.site_id, s.total_cents, parts)
+        for s in (earlier, *statements)
+        for parts in [tuple(FunderPart(PROGRAMME, fa.funder_id, fa.amount_cents) for fa in s.funder_amounts)]
+    ]
+    plan = plan_payouts(2, statements, netting=net(dues))
+    (a,) = [t for t in plan.transfers if t.site_id == SITE_A]
+    assert (a.gross_cents, a.amount_cents) == (3000, 2000)
+    assert [(d.settles, d.amount_cents) for d in a.deductions] == [(earlier.statement_id, 1000)]
+    accounts = {
+        SITE_A: PayoutAccount("EPN de Dole", "FR7630004000030001234567897", "BNPAFRPP"),
+        SITE_B: PayoutAccount("Médiathèque d'Auxerre", "FR1420041010050500013M02606", "PSSTFRPPXXX"),
+    }
+    xml = exports.sepa_credit_transfers(
+        plan, accounts, payer=PayerSettings(), execution_date=date(2026, 12, 31)
+    )
+    doc = xmlschema.XMLSchema(str(XSD)).to_dict(xml.decode())
+    paid = {
+        tx["CdtrAcct"]["Id"]["IBAN"]: (Decimal(str(tx["Amt"]["InstdAmt"]["$"])), tx["RmtInf"]["Ustrd"][0])
+        for pmt in doc["CstmrCdtTrfInitn"]["PmtInf"]
+        for tx in pmt["CdtTrfTxInf"]
+    }
+    assert paid["FR7630004000030001234567897"] == (
+        Decimal("20.00"),
+        f"Pass Numerique releve {statements[0].statement_id} - deduit 10,00 EUR solde negatif anterieur",
+    )
 
 
 def test_the_sepa_file_validates_against_the_iso_20022_xsd_and_pays_to_the_cent() -> None:

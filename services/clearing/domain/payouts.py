@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from schemas.events import StatementIssued
+from schemas.events import FunderStatementIssued, StatementIssued
 from services.clearing.domain.netting import Deduction, Netting
 
 CARRIED_OVER = "carried-over"  # a statement at zero or below: nothing is paid, it nets against the next
@@ -164,3 +164,65 @@ def programme_totals(st: StatementIssued) -> list[ProgrammeTotal]:
         entry[0 if line.kind == "redemption" else 1] += 1
         entry[2] += line.amount_cents
     return [ProgrammeTotal(p, *counts[p]) for p in sorted(counts, key=str)]
+
+
+@dataclass(frozen=True)
+class Names:
+    """Who the ids on a document are: organisations (sites, funders, programmes), as the issuer's
+    events name them. An id not (yet) known is shown as the id itself."""
+
+    sites: Mapping[uuid.UUID, tuple[str, str]] = field(default_factory=dict)  # site id -> (name, SIRET)
+    funders: Mapping[uuid.UUID, str] = field(default_factory=dict)
+    programmes: Mapping[uuid.UUID, str] = field(default_factory=dict)
+
+    def site(self, site_id: uuid.UUID) -> str:
+        known = self.sites.get(site_id)
+        return known[0] if known else str(site_id)
+
+    def siret(self, site_id: uuid.UUID) -> str | None:
+        known = self.sites.get(site_id)
+        return known[1] if known else None
+
+    def funder(self, funder_id: uuid.UUID) -> str:
+        return self.funders.get(funder_id, str(funder_id))
+
+    def programme(self, programme_id: uuid.UUID) -> str:
+        return self.programmes.get(programme_id, str(programme_id))
+
+
+FUNDER_CSV_HEADER = (
+    "funder_statement_id",
+    "window_id",
+    "funder_id",
+    "statement_id",
+    "site_id",
+    "amount_cents",
+)
+
+
+@dataclass(frozen=True)
+class FunderLine:
+    """A funder's share of one site statement: one row of its call for funds."""
+
+    statement_id: uuid.UUID
+    site_id: uuid.UUID
+    amount_cents: int
+
+
+def funder_lines(lines: Iterable[FunderLine]) -> list[FunderLine]:
+    """In the order the call for funds' digest covers them (statement id as text)."""
+    return sorted(lines, key=lambda line: str(line.statement_id))
+
+
+def funder_csv_rows(fs: FunderStatementIssued, lines: Iterable[FunderLine]) -> list[tuple[str, ...]]:
+    return [
+        (
+            str(fs.funder_statement_id),
+            str(fs.window_id),
+            str(fs.funder_id),
+            str(line.statement_id),
+            str(line.site_id),
+            str(line.amount_cents),
+        )
+        for line in funder_lines(lines)
+    ]
