@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -12,6 +13,7 @@ import pytest
 from schemas.events import (
     BookletActivated,
     FunderShare,
+    PassCancelled,
     PassIssued,
     PassRedeemed,
     ProgrammeRegistered,
@@ -64,8 +66,7 @@ async def test_unused_passes_are_credited_once_after_expiry_and_clearing(clearin
     bootstrap, prefix = service_env["KAFKA_BOOTSTRAP_SERVERS"], service_env["KAFKA_TOPIC_PREFIX"]
     expired, current = programme(date(2025, 12, 31)), programme(date.today() + timedelta(days=365))
     passes = tuple(PassIssued(pass_id=uuid.uuid4(), code=f"CODE{i}") for i in range(10))
-    for p in (expired, current):
-        send(bootstrap, prefix, Topic.ISSUER, p, str(p.programme_id))
+    send(bootstrap, prefix, Topic.ISSUER, expired, str(expired.programme_id))
     booklet = BookletActivated(
         booklet_id=uuid.uuid4(),
         order_id=uuid.uuid4(),
@@ -76,6 +77,15 @@ async def test_unused_passes_are_credited_once_after_expiry_and_clearing(clearin
         passes=passes,
     )
     send(bootstrap, prefix, Topic.ISSUER, booklet, str(expired.programme_id))
+    # A booklet reported stolen: pass 1 had been redeemed (used: nothing to credit), pass 2
+    # redeemed then reversed (unused), pass 5 never used. Cancelled twice: counted once.
+    for i in (1, 2, 5, 5):
+        cancel = PassCancelled(
+            pass_id=passes[i].pass_id, programme_id=expired.programme_id, reason="carnet volé"
+        )
+        send(bootstrap, prefix, Topic.ISSUER, cancel, str(expired.programme_id))
+    # The issuer topic has one partition: once this one is known, everything above is applied.
+    send(bootstrap, prefix, Topic.ISSUER, current, str(current.programme_id))
     redeemed = [
         PassRedeemed(
             redemption_id=uuid.uuid4(),
@@ -116,7 +126,7 @@ async def test_unused_passes_are_credited_once_after_expiry_and_clearing(clearin
     assert early["type"].endswith("/redemptions-not-cleared")
 
     async def known_and_still_valid() -> dict | None:  # type: ignore[type-arg]
-        # The second programme follows the first on the topic: wait until it was applied too.
+        # The second programme follows the booklet and its cancellations: wait until it was applied.
         r = await clearing.post(f"/programmes/{current.programme_id}/expiry-credit-note", headers=FINANCE)
         return r.json() if r.status_code == 409 else None
 
@@ -145,25 +155,40 @@ async def test_unused_passes_are_credited_once_after_expiry_and_clearing(clearin
         return r.json() if r.status_code == 200 else None
 
     note = await eventually("the credit note", issued)
-    # Ten passes issued, three redeemed, one of them reversed: eight expired unused.
-    assert (note["passes"], note["total_cents"], note["expired_after"]) == (8, 8000, "2026-01-31")
+    # Ten passes issued, three redeemed, one of them reversed: eight unused. Of those, two were
+    # cancelled (passes 2 and 5): credited by the cancellation note, the six others as expired.
+    assert (note["passes"], note["total_cents"], note["expired_after"]) == (6, 6000, "2026-01-31")
     assert [(f["funder_id"], f["amount_cents"]) for f in note["funder_amounts"]] == [
-        (str(F1), 4000),
-        (str(F2), 2400),
-        (str(F3), 1600),
+        (str(F1), 3000),
+        (str(F2), 1800),
+        (str(F3), 1200),
     ]
     again = await clearing.post(url, headers=FINANCE)
     assert again.status_code == 200 and again.json() == note
+    both = (await clearing.post(f"/programmes/{expired.programme_id}/credit-notes", headers=FINANCE)).json()
+    assert both["expiry"] == note
+    lost = both["cancellation"]
+    assert (lost["passes"], lost["total_cents"], lost["cleared_after"]) == (2, 2000, "2026-01-31")
+    assert [(f["funder_id"], f["amount_cents"]) for f in lost["funder_amounts"]] == [
+        (str(F1), 1000),
+        (str(F2), 600),
+        (str(F3), 400),
+    ]
+    credited = sorted(str(passes[i].pass_id) for i in (2, 5))
+    assert lost["digest"] == hashlib.sha256("\n".join(credited).encode()).hexdigest()
     assert [
-        n["credit_note_id"]
+        (n["kind"], n["credit_note_id"])
         for n in (await clearing.get("/credit-notes", headers=auth(Role.FUNDER, str(F2)))).json()
-    ] == [note["credit_note_id"]]
+    ] == [("expiry", note["credit_note_id"]), ("cancellation", lost["credit_note_id"])]
     assert (await clearing.get("/credit-notes", headers=auth(Role.FUNDER, str(uuid.uuid4())))).json() == []
 
     async def published() -> list | None:  # type: ignore[type-arg]
         records = read_topic(bootstrap, f"{prefix}{Topic.CLEARING.value}")
-        notes = [e for _, _, e in records if not isinstance(e, bytes) and e.type == "ExpiryCreditNoteIssued"]
-        return notes or None
+        notes = [e for _, _, e in records if not isinstance(e, bytes) and "CreditNote" in e.type]
+        return notes if len(notes) >= 2 else None
 
-    (event,) = await eventually("the credit note on the clearing topic", published)
-    assert event.payload["credit_note_id"] == note["credit_note_id"]
+    events = await eventually("the credit notes on the clearing topic", published)
+    assert sorted((e.type, e.payload["credit_note_id"]) for e in events) == [
+        ("CancellationCreditNoteIssued", lost["credit_note_id"]),
+        ("ExpiryCreditNoteIssued", note["credit_note_id"]),
+    ]
