@@ -25,6 +25,7 @@ from services.cli.processes import ServiceProcesses
 from services.common.auth import Role, issue_token
 from services.common.settings import DEV_SECRET
 from tests.e2e.system import api, running_system
+from tests.pdf_text import pdf_text
 
 pytestmark = pytest.mark.e2e
 
@@ -142,8 +143,27 @@ def test_two_windows_with_a_killed_worker_clear_to_the_cent_and_pay_by_sepa(syst
     w2 = finance.post("/windows/current/close")["closed_window_id"]
     assert w2 == w1 + 1
 
+    # Window 3: C redeems twice; its window-2 debt is deducted: C is paid 2 × 12,50 − 12,50 €.
+    redeem(2)
+    redeem(2)
+    w3 = finance.post("/windows/current/close")["closed_window_id"]
+    assert w3 == w2 + 1
+
     clearing = api(system, "clearing")
-    for window in (w1, w2):
+    statement_ids: dict[tuple[str, int], str] = {}
+    # Netted here, independently: a site's negative totals come off its next positive ones.
+    deducted: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    outstanding: dict[str, int] = defaultdict(int)
+    for window in (w1, w2, w3):
+        for site in sites:
+            total = expected.get((site, window), 0)
+            if total < 0:
+                outstanding[site] -= total
+            else:
+                deducted[window][site] = min(total, outstanding[site])
+                outstanding[site] -= deducted[window][site]
+    assert deducted[w3][sites[2]] == FACE and not any(outstanding.values())
+    for window in (w1, w2, w3):
         want = {s: c for (s, w), c in expected.items() if w == window}
         statements = wait_for(
             f"the statements of window {window}",
@@ -153,6 +173,7 @@ def test_two_windows_with_a_killed_worker_clear_to_the_cent_and_pay_by_sepa(syst
         )
         assert {s["site_id"]: s["total_cents"] for s in statements} == want
         for s in statements:
+            statement_ids[(s["site_id"], window)] = s["statement_id"]
             split = dict(zip(funders, largest_remainder(s["total_cents"], SHARES), strict=True))
             assert {f["funder_id"]: f["amount_cents"] for f in s["funder_amounts"]} == split
             _check_csv_and_pdf(system, s)
@@ -164,13 +185,19 @@ def test_two_windows_with_a_killed_worker_clear_to_the_cent_and_pay_by_sepa(syst
         for total in want.values():
             for f, part in zip(funders, largest_remainder(total, SHARES), strict=True):
                 owed[f] += part
-        assert {c["funder_id"]: c["amount_cents"] for c in calls} == owed
+        assert {c["funder_id"]: c["amount_cents"] for c in calls} == owed  # gross: netting is the payout's
+        for call in calls:
+            _check_call_for_funds(system, call, funders)
 
         by_site = {s["site_id"]: s["statement_id"] for s in statements}
-        paid = {sites.index(s): c for s, c in want.items() if c > 0}
+        debt = deducted[window]
+        paid = {sites.index(s): c - debt[s] for s, c in want.items() if c - debt[s] > 0}
         plan = clearing.get(f"/windows/{window}/payouts")
         assert {n["site_id"]: n["reason"] for n in plan["not_paid"]} == {
             s: "carried-over" for s, c in want.items() if c <= 0
+        }
+        assert {t["site_id"]: (t["gross_cents"], t["amount_cents"]) for t in plan["transfers"]} == {
+            sites[i]: (want[sites[i]], c) for i, c in paid.items()
         }
         r = raw(system, f"/windows/{window}/payouts/sepa")
         assert r.status_code == 200, r.text
@@ -186,20 +213,30 @@ def test_two_windows_with_a_killed_worker_clear_to_the_cent_and_pay_by_sepa(syst
             for tx in pmt["CdtTrfTxInf"]
         }
         assert transfers == {
-            IBANS[i]: (Decimal(c) / 100, f"Pass Numerique releve {by_site[sites[i]]}")
+            IBANS[i]: (
+                Decimal(c) / 100,
+                f"Pass Numerique releve {by_site[sites[i]]}"
+                + (f" - deduit {_eur(debt[sites[i]])} EUR solde negatif anterieur" if debt[sites[i]] else ""),
+            )
             for i, c in paid.items()
         }
         assert Decimal(str(doc["GrpHdr"]["CtrlSum"])) == Decimal(sum(paid.values())) / 100
         assert b"IBAN" not in raw(system, f"/windows/{window}/payouts").content
 
+    c_debt = statement_ids[(sites[2], w2)]
+    (c_paid,) = [t for t in clearing.get(f"/windows/{w3}/payouts")["transfers"] if t["site_id"] == sites[2]]
+    assert (c_paid["gross_cents"], c_paid["amount_cents"]) == (2 * FACE, FACE)
+    assert c_paid["deductions"] == [{"settles_statement_id": c_debt, "window_id": w2, "amount_cents": FACE}]
+    status = raw(system, f"/statements/{c_debt}/payout", Role.SITE, sites[2]).json()
+    assert (status["status"], status["outstanding_cents"]) == ("carried-over", 0)
     assert sum(expected[(s, w2)] for s in sites) > 0 and expected[(sites[2], w2)] == -FACE
-    # Coverage: the funders paid their dues up front, so everything positive is paid out.
+    # Coverage: the funders paid their dues up front, so everything is paid out — net: C's
+    # debt is settled, so what is paid out is what is owed.
     owed_all: dict[str, int] = defaultdict(int)
-    out_all: dict[str, int] = defaultdict(int)
     for total in expected.values():
         for f, part in zip(funders, largest_remainder(total, SHARES), strict=True):
             owed_all[f] += part
-            out_all[f] += part if total > 0 else 0
+    out_all = owed_all
     dues = {d["funder_id"]: d["amount_cents"] for d in order["dues"]}
     coverage = {r["funder_id"]: r for r in clearing.get("/coverage")}
     assert {
@@ -225,9 +262,29 @@ def test_two_windows_with_a_killed_worker_clear_to_the_cent_and_pay_by_sepa(syst
     ).json()
     assert sorted(s["iban"] for s in answer["sites"]) == sorted(IBANS)
     assert answer["unknown"] == ["00000000-0000-0000-0000-000000000001"]
-    open_window = raw(system, f"/windows/{w2 + 1}/payouts/sepa")
+    open_window = raw(system, f"/windows/{w3 + 1}/payouts/sepa")
     assert open_window.status_code == 409
     assert open_window.json()["type"].endswith("/window-not-cleared")
+
+
+def _eur(cents: int) -> str:
+    return f"{cents // 100},{cents % 100:02d}"
+
+
+def _check_call_for_funds(system: ServiceProcesses, call: dict, funders: list[str]) -> None:  # type: ignore[type-arg]
+    own = (Role.FUNDER, call["funder_id"])
+    url = f"/funder-statements/{call['funder_statement_id']}"
+    r = raw(system, f"{url}/csv", *own)
+    assert r.status_code == 200, r.text
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert sum(int(row["amount_cents"]) for row in rows) == call["amount_cents"]
+    assert len(rows) == call["statements"]
+    other = next(f for f in funders if f != call["funder_id"])
+    assert raw(system, f"{url}/csv", Role.FUNDER, other).status_code == 404
+    pdf = raw(system, f"{url}/pdf", *own)
+    assert pdf.status_code == 200 and ("Région", "ANCT", "Enedis")[
+        funders.index(call["funder_id"])
+    ] in pdf_text(pdf.content)
 
 
 def _check_csv_and_pdf(system: ServiceProcesses, statement: dict) -> None:  # type: ignore[type-arg]
@@ -240,6 +297,7 @@ def _check_csv_and_pdf(system: ServiceProcesses, statement: dict) -> None:  # ty
     assert [row["ref_id"] for row in rows] == [line["ref_id"] for line in statement["lines"]]
     pdf = raw(system, f"/statements/{statement['statement_id']}/pdf", *own)
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+    assert "Espace numérique " in pdf_text(pdf.content) and "SIRET" in pdf_text(pdf.content)
 
 
 def _accepted(site: Api, body: dict[str, object]) -> dict[str, str | int] | None:
