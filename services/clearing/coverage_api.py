@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 
 from services.clearing import pg_store
 from services.clearing.api import Rt
+from services.clearing.domain.netting import Netting
 from services.clearing.domain.payouts import CARRIED_OVER, HELD, NETTED
 from services.common.auth import Principal, Role, require
 from services.common.problems import Problem
@@ -45,12 +46,15 @@ async def payout_status(statement_id: uuid.UUID, rt: Rt, who: StatementReader) -
     over (negative: what later statements of the site have settled of it so far, and what is
     outstanding), netted (wholly taken by earlier negative statements), or held."""
     row = await rt.pool.fetchrow(
-        "SELECT site_id, total_cents FROM statements WHERE statement_id = $1", statement_id
+        "SELECT window_id, site_id, total_cents FROM statements WHERE statement_id = $1", statement_id
     )
     if row is None or (who.role == Role.SITE and str(row["site_id"]) != who.subject):
         raise Problem(404, "unknown-statement", "Unknown statement", f"no statement {statement_id} for you")
     cov = await pg_store.coverage(rt.pool)
-    netting = cov.netting[statement_id]
+    # Issued between the two reads: not yet in the history, so nothing settled or deducted.
+    netting = cov.netting.get(statement_id) or Netting(
+        statement_id, row["window_id"], row["site_id"], row["total_cents"]
+    )
     if row["total_cents"] <= 0:
         status = CARRIED_OVER
     elif statement_id in cov.held:

@@ -69,7 +69,7 @@ def statement_pdf(st: StatementIssued, *, names: Names | None = None) -> bytes:
                 ["Identifiant du lieu", str(st.site_id)],
                 ["Période", _period(st.period_start, st.period_end)],
                 ["Encaissements / annulations", f"{st.redemptions} / {st.reversals}"],
-                ["Montant dû", format_eur(st.total_cents)],
+                ["Montant dû", _eur(st.total_cents)],
                 ["Versement prévu le", f"{st.expected_payout_date:%d/%m/%Y}"],
                 ["Empreinte SHA-256 des lignes", st.digest],
             ]
@@ -83,7 +83,7 @@ def statement_pdf(st: StatementIssued, *, names: Names | None = None) -> bytes:
                     names.programme(p.programme_id),
                     str(p.redemptions),
                     str(p.reversals),
-                    format_eur(p.total_cents),
+                    _eur(p.total_cents),
                 ]
                 for p in programme_totals(st)
             ],
@@ -93,7 +93,7 @@ def statement_pdf(st: StatementIssued, *, names: Names | None = None) -> bytes:
         Paragraph("Répartition entre financeurs", styles["Heading2"]),
         _grid(
             [["Financeur", "Quote-part"]]
-            + [[names.funder(f.funder_id), format_eur(f.amount_cents)] for f in st.funder_amounts],
+            + [[names.funder(f.funder_id), _eur(f.amount_cents)] for f in st.funder_amounts],
             header=True,
         ),
         Spacer(1, 6 * mm),
@@ -105,7 +105,7 @@ def statement_pdf(st: StatementIssued, *, names: Names | None = None) -> bytes:
                     "encaissement" if line.kind == "redemption" else "annulation",
                     str(line.ref_id),
                     str(line.pass_id),
-                    format_eur(line.amount_cents),
+                    _eur(line.amount_cents),
                 ]
                 for line in st.lines
             ],
@@ -146,15 +146,14 @@ def funder_statement_pdf(
                 ["Identifiant du financeur", str(fs.funder_id)],
                 ["Période", _period(*period) if period else f"n° {fs.window_id}"],
                 ["Relevés de sites", str(fs.statements)],
-                ["Montant de la quote-part", format_eur(fs.amount_cents)],
+                ["Montant de la quote-part", _eur(fs.amount_cents)],
                 ["Empreinte SHA-256 des relevés", fs.digest],
             ]
         ),
         Spacer(1, 6 * mm),
         Paragraph("Par dispositif", styles["Heading2"]),
         _grid(
-            [["Dispositif", "Quote-part"]]
-            + [[names.programme(p), format_eur(cents)] for p, cents in programmes],
+            [["Dispositif", "Quote-part"]] + [[names.programme(p), _eur(cents)] for p, cents in programmes],
             header=True,
         ),
         Spacer(1, 6 * mm),
@@ -166,7 +165,7 @@ def funder_statement_pdf(
                     names.site(line.site_id),
                     fr_siret.format(siret) if (siret := names.siret(line.site_id)) else "",
                     str(line.statement_id),
-                    format_eur(line.amount_cents),
+                    _eur(line.amount_cents),
                 ]
                 for line in funder_lines(lines)
             ],
@@ -176,6 +175,12 @@ def funder_statement_pdf(
         ),
     ]
     return _build(f"Appel de fonds {fs.funder_statement_id}", story)
+
+
+def _eur(cents: int) -> str:
+    # The PDF's standard fonts are WinAnsi: no narrow no-break space (U+202F), which would print
+    # as a stray glyph; the no-break space they do have keeps the thousands grouped.
+    return format_eur(cents).replace("\u202f", "\u00a0")
 
 
 def _period(start: datetime, end: datetime) -> str:

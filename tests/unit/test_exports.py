@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -209,3 +210,10 @@ def test_the_sepa_file_validates_against_the_iso_20022_xsd_and_pays_to_the_cent(
         ),
     }
     assert Decimal(str(doc["CstmrCdtTrfInitn"]["GrpHdr"]["CtrlSum"])) == Decimal("33.33")
+
+
+def test_amounts_of_a_thousand_euros_and_more_print_grouped_in_the_pdf_fonts() -> None:
+    lines = [core.ledger_line(redeemed(i, SITE_A, window=2)) for i in range(150)]
+    text = pdf_text(exports.statement_pdf(core.statement(SITE_A, closed(2, 0), lines)))
+    # U+202F is not in the PDF's WinAnsi fonts: it printed as a stray glyph between the digits.
+    assert re.search("Montant dû 1[ \u00a0]500,00 €", text), text[:400]
