@@ -77,7 +77,13 @@ async def payout_status(statement_id: uuid.UUID, rt: Rt, who: StatementReader) -
             for d in netting.deductions
         ],
         "settled_by": [
-            {"statement_id": str(d.by), "window_id": d.by_window_id, "amount_cents": d.amount_cents}
+            # held: the settling statement waits for the funders' payments, and its deduction with it
+            {
+                "statement_id": str(d.by),
+                "window_id": d.by_window_id,
+                "amount_cents": d.amount_cents,
+                "held": d.by in cov.held,
+            }
             for d in netting.settled_by
         ],
         "outstanding_cents": netting.outstanding_cents,

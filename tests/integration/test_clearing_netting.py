@@ -206,7 +206,10 @@ async def test_a_negative_statement_is_netted_once_and_documents_name_who_and_wh
     site = auth(Role.SITE, str(SITE))
     status = (await clearing.get(f"/statements/{debt}/payout", headers=site)).json()
     assert (status["status"], status["outstanding_cents"]) == ("carried-over", 0)
-    assert [(s["statement_id"], s["amount_cents"]) for s in status["settled_by"]] == [(w3, 1000), (w4, 1000)]
+    assert [(s["statement_id"], s["amount_cents"], s["held"]) for s in status["settled_by"]] == [
+        (w3, 1000, False),
+        (w4, 1000, False),
+    ]
     assert (await clearing.get(f"/statements/{w3}/payout", headers=site)).json()["status"] == "netted"
     paid = (await clearing.get(f"/statements/{w4}/payout", headers=site)).json()
     assert (paid["status"], paid["net_cents"]) == ("payable", 2000)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import FunderShare
-from services.clearing.domain.credit_notes import credit_notes, expiry_credit_note, last_redemption_day
+from services.clearing.domain.credit_notes import credit_notes, last_redemption_day
 from tests.unit.factories import ENEDIS, REGION, SHARES, STATE
 
 PROGRAMME = uuid.UUID(int=77)
@@ -19,22 +19,22 @@ PROGRAMME = uuid.UUID(int=77)
 def test_unused_passes_are_credited_by_share_and_the_note_is_the_same_however_computed() -> None:
     issued = [uuid.UUID(int=i) for i in range(1, 11)]
     used = {issued[0], issued[3]}
-    note = expiry_credit_note(
+    note = credit_notes(
         PROGRAMME,
         face_value_cents=1000,
         funders=SHARES,
         expired_after=date(2027, 1, 31),
         issued=issued,
         used=used,
-    )
-    again = expiry_credit_note(
+    ).expiry
+    again = credit_notes(
         PROGRAMME,
         face_value_cents=1000,
         funders=SHARES,
         expired_after=date(2027, 1, 31),
         issued=reversed(issued + issued),
         used=used,
-    )
+    ).expiry
     assert (note.passes, note.total_cents) == (8, 8000)
     assert [(f.funder_id, f.amount_cents) for f in note.funder_amounts] == [
         (REGION, 4000),
@@ -56,14 +56,14 @@ def test_the_credit_splits_to_the_cent_within_a_cent_of_each_share(
     bps = [*shares[:-1], 10_000 - sum(shares[:-1])]
     funders = tuple(FunderShare(funder_id=uuid.UUID(int=i + 1), share_bp=bp) for i, bp in enumerate(bps))
     issued = [uuid.UUID(int=1000 + i) for i in range(unused)]
-    note = expiry_credit_note(
+    note = credit_notes(
         PROGRAMME,
         face_value_cents=face,
         funders=funders,
         expired_after=date(2027, 1, 1),
         issued=issued,
         used=set(),
-    )
+    ).expiry
     assert sum(f.amount_cents for f in note.funder_amounts) == note.total_cents == unused * face
     for f, bp in zip(note.funder_amounts, bps, strict=True):
         assert abs(f.amount_cents * 10_000 - note.total_cents * bp) < 10_000

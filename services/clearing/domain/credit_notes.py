@@ -78,26 +78,6 @@ def credit_notes(
     return CreditNotes(expiry, cancellation)
 
 
-def expiry_credit_note(
-    programme_id: uuid.UUID,
-    *,
-    face_value_cents: int,
-    funders: tuple[FunderShare, ...],
-    expired_after: date,
-    issued: Iterable[uuid.UUID],
-    used: Collection[uuid.UUID],
-) -> ExpiryCreditNoteIssued:
-    """The expiry note alone, when no pass was cancelled."""
-    return credit_notes(
-        programme_id,
-        face_value_cents=face_value_cents,
-        funders=funders,
-        expired_after=expired_after,
-        issued=issued,
-        used=used,
-    ).expiry
-
-
 def _split(total: int, funders: tuple[FunderShare, ...]) -> tuple[FunderAmount, ...]:
     split = split_by_shares(total, [f.share_bp for f in funders])
     return tuple(
