@@ -51,7 +51,8 @@ async def payout_status(statement_id: uuid.UUID, rt: Rt, who: StatementReader) -
     if row is None or (who.role == Role.SITE and str(row["site_id"]) != who.subject):
         raise Problem(404, "unknown-statement", "Unknown statement", f"no statement {statement_id} for you")
     cov = await pg_store.coverage(rt.pool)
-    # Issued between the two reads: not yet in the history, so nothing settled or deducted.
+    # Not in the netting: nothing deducted, nothing owed (its site was never negative, or it was
+    # issued between the two reads).
     netting = cov.netting.get(statement_id) or Netting(
         statement_id, row["window_id"], row["site_id"], row["total_cents"]
     )

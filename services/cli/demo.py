@@ -306,7 +306,9 @@ class MainJob:
         plan = clearing.get(f"/windows/{window}/payouts")
         self.out.payouts[window] = plan
         if not plan["transfers"]:
-            self.step(f"window {window}: nothing to pay ({len(plan['not_paid'])} statements carried over)")
+            self.step(
+                f"window {window}: nothing to pay ({len(plan['not_paid'])} statements carried over, netted or held)"
+            )
             return
         xml = clearing.get_bytes(f"/windows/{window}/payouts/sepa")
         where = ""
@@ -318,7 +320,7 @@ class MainJob:
         self.step(
             f"window {window}: SEPA credit transfer file (pain.001) with {len(plan['transfers'])} transfers, "
             f"{format_eur(plan['total_cents'])}; {len(plan['not_paid'])} statements not paid "
-            f"(carried over or held){where}"
+            f"(carried over, netted or held){where}"
         )
 
     def expected_totals(self, window: int) -> dict[str, int]:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.clearing.domain.coverage import StatementDue, assess
-from services.clearing.domain.netting import net, net_parts
+from services.clearing.domain.netting import net, net_parts, netting_of
 from services.clearing.domain.payouts import CARRIED_OVER, HELD, NETTED, plan_payouts
 from services.clearing.domain.statements import FunderPart
 from services.common.money import split_by_weights
@@ -64,8 +64,9 @@ def test_a_negative_statement_is_deducted_from_the_next_positive_ones_oldest_fir
 def test_another_sites_debt_is_not_deducted_and_an_earlier_window_is_not_touched() -> None:
     before, neg, other = due(1, 800), due(2, -300), due(3, 900, site=OTHER)
     netting = net([before, neg, other])
-    assert netting[before.statement_id].deductions == ()
-    assert netting[other.statement_id].deductions == ()
+    assert netting_of(netting, before).deductions == ()
+    assert netting_of(netting, other).deductions == ()
+    assert other.statement_id not in netting  # a site never negative is not even looked at
     assert netting[neg.statement_id].outstanding_cents == 300
 
 
@@ -116,21 +117,21 @@ def test_every_cent_of_debt_is_deducted_once_and_the_net_is_exact(items) -> None
     netting = net(statements)
     for site in (SITE, OTHER):
         mine = [s for s in statements if s.site_id == site]
-        paid = sum(netting[s.statement_id].net_cents for s in mine)
-        outstanding = sum(netting[s.statement_id].outstanding_cents for s in mine)
+        paid = sum(netting_of(netting, s).net_cents for s in mine)
+        outstanding = sum(netting_of(netting, s).outstanding_cents for s in mine)
         # What the site is paid in all, plus what it still owes, is what its statements say.
         assert paid - outstanding == sum(s.total_cents for s in mine)
-        assert all(netting[s.statement_id].net_cents >= 0 for s in mine)
+        assert all(netting_of(netting, s).net_cents >= 0 for s in mine)
         # Debts are settled oldest first: an open debt has no later-settled older sibling open.
-        open_windows = [s.window_id for s in mine if netting[s.statement_id].outstanding_cents > 0]
+        open_windows = [s.window_id for s in mine if netting_of(netting, s).outstanding_cents > 0]
         partly = [
             s.window_id
             for s in mine
-            if netting[s.statement_id].settled_by and netting[s.statement_id].outstanding_cents == 0
+            if netting_of(netting, s).settled_by and netting_of(netting, s).outstanding_cents == 0
         ]
         assert all(p < o for p in partly for o in open_windows)
     for s in statements:
-        n = netting[s.statement_id]
+        n = netting_of(netting, s)
         if s.total_cents > 0:
             assert sum(p.amount_cents for p in net_parts(s, netting)) == n.net_cents
         for d in n.settled_by:

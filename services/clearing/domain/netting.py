@@ -24,9 +24,7 @@ from services.common.money import split_by_weights
 Key = tuple[uuid.UUID, uuid.UUID]  # (programme id, funder id)
 
 
-class Due(Protocol):
-    """A statement as far as netting needs it."""
-
+class Statement(Protocol):
     @property
     def statement_id(self) -> uuid.UUID: ...
 
@@ -38,6 +36,10 @@ class Due(Protocol):
 
     @property
     def total_cents(self) -> int: ...
+
+
+class Due(Statement, Protocol):
+    """A statement as far as netting needs it."""
 
     @property
     def parts(self) -> tuple[FunderPart, ...]: ...
@@ -107,14 +109,23 @@ class _Debt:
 
 
 def net(statements: Iterable[Due]) -> dict[uuid.UUID, Netting]:
-    """Each statement's netting, from the whole history of every site's statements."""
+    """The netting of every statement that settles or is a debt, from the whole history of the
+    sites' statements. A statement not in the answer has nothing deducted and owes nothing."""
+    history = list(statements)
+    indebted = {st.site_id for st in history if st.total_cents < 0}
     by_site: dict[uuid.UUID, list[Due]] = defaultdict(list)
-    for st in statements:
-        by_site[st.site_id].append(st)
+    for st in history:
+        if st.site_id in indebted:  # the common case, a site never negative, costs one look-up
+            by_site[st.site_id].append(st)
     out: dict[uuid.UUID, Netting] = {}
-    for history in by_site.values():
-        out.update(_net_site(sorted(history, key=lambda s: s.window_id)))
+    for site_history in by_site.values():
+        out.update(_net_site(sorted(site_history, key=lambda s: s.window_id)))
     return out
+
+
+def netting_of(netting: Mapping[uuid.UUID, Netting], st: Statement) -> Netting:
+    """A statement's netting, also for one `net` left out (nothing deducted, nothing owed)."""
+    return netting.get(st.statement_id) or Netting(st.statement_id, st.window_id, st.site_id, st.total_cents)
 
 
 def _net_site(history: list[Due]) -> dict[uuid.UUID, Netting]:
@@ -149,11 +160,13 @@ def _net_site(history: list[Due]) -> dict[uuid.UUID, Netting]:
 def net_parts(st: Due, netting: Mapping[uuid.UUID, Netting]) -> tuple[FunderPart, ...]:
     """A positive statement's funder parts less what its deductions settle: whose funds the net
     payout is. They sum to the net amount."""
+    found = netting.get(st.statement_id)
+    if found is None or not found.deductions:
+        return st.parts  # the common case, kept cheap: coverage asks this of every statement
     amounts: dict[Key, int] = defaultdict(int)
     for p in st.parts:
         amounts[(p.programme_id, p.funder_id)] += p.amount_cents
-    found = netting.get(st.statement_id)
-    for d in found.deductions if found else ():
+    for d in found.deductions:
         for p in d.parts:
             amounts[(p.programme_id, p.funder_id)] -= p.amount_cents
     return tuple(FunderPart(k[0], k[1], a) for k, a in amounts.items())
