@@ -46,7 +46,9 @@ async def apply(conn: asyncpg.Connection, _: Envelope, payload: Payload) -> None
     elif isinstance(payload, ProgrammeRegistered):
         await conn.execute(
             "INSERT INTO programmes (programme_id, face_value_cents, valid_until, grace_days, funders, name) "
-            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            # A programme known from before its name was kept gets it on a replay of the topic.
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (programme_id) DO UPDATE SET name = EXCLUDED.name "
+            "WHERE programmes.name IS NULL",
             payload.programme_id,
             payload.face_value_cents,
             payload.valid_until,
