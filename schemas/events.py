@@ -322,6 +322,33 @@ class FunderNotificationFailed(Payload):
     reason: str
 
 
+class ReversalNotificationDelivered(Payload):
+    """A site was told of a reversal made after its redemption's window had closed: the amount
+    already in a statement is deducted from the window named here (the one the reversal was
+    stamped with)."""
+
+    TYPE = "ReversalNotificationDelivered"
+    notification_id: str
+    reversal_id: UUID
+    redemption_id: UUID
+    site_id: UUID
+    window_id: Annotated[int, Field(ge=1)]  # the window the amount is deducted from
+    channel: str
+    attempts: Annotated[int, Field(ge=1)]
+
+
+class ReversalNotificationFailed(Payload):
+    TYPE = "ReversalNotificationFailed"
+    notification_id: str
+    reversal_id: UUID
+    redemption_id: UUID
+    site_id: UUID
+    window_id: Annotated[int, Field(ge=1)]
+    channel: str
+    attempts: Annotated[int, Field(ge=1)]
+    reason: str
+
+
 # --- dead letters -------------------------------------------------------------------------
 
 
@@ -362,6 +389,8 @@ PAYLOAD_MODELS: tuple[type[Payload], ...] = (
     DeadLetterRecorded,
     FunderNotificationDelivered,
     FunderNotificationFailed,
+    ReversalNotificationDelivered,
+    ReversalNotificationFailed,
 )
 REGISTRY: dict[tuple[str, int], type[Payload]] = {(m.TYPE, m.VERSION): m for m in PAYLOAD_MODELS}
 

@@ -50,7 +50,8 @@ class Outcome:
     funder_statements: list[dict[str, Any]] = field(default_factory=list)
     funder_names: dict[str, str] = field(default_factory=dict)
     site_names: dict[str, str] = field(default_factory=dict)
-    webhooks_verified: int = 0
+    webhooks_verified: int = 0  # statement.issued
+    reversal_webhooks_verified: int = 0  # redemption.reversed (after its window closed)
     webhooks_received: int = 0
     calls_for_funds_emailed: int = 0
     payouts: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -334,14 +335,28 @@ class MainJob:
         return dict(totals)
 
     def await_webhooks(self, receiver: WebhookReceiver) -> None:
+        # Every site has one endpoint: one webhook per statement, and one per reversal made
+        # after its redemption's window closed (the site learns what comes off its next statement).
+        late = sum(1 for rid, w in self.out.reversed.items() if self.out.accepted[rid]["window_id"] < w)
+
+        def of(kind: str) -> list[Any]:
+            return [
+                r for r in receiver.received if isinstance(r.payload, dict) and r.payload.get("type") == kind
+            ]
+
         wait_for(
-            "a webhook for every statement",
-            lambda: len({r.headers.get("webhook-id") for r in receiver.received}) >= len(self.out.statements),
+            "a webhook for every statement and every reversal after close",
+            lambda: (
+                len({r.headers.get("webhook-id") for r in of("statement.issued")}) >= len(self.out.statements)
+                and len({r.headers.get("webhook-id") for r in of("redemption.reversed")}) >= late
+            ),
         )
         self.out.webhooks_received = len(receiver.received)
-        self.out.webhooks_verified = sum(1 for r in receiver.received if r.verified)
+        self.out.webhooks_verified = sum(1 for r in of("statement.issued") if r.verified)
+        self.out.reversal_webhooks_verified = sum(1 for r in of("redemption.reversed") if r.verified)
         self.step(
-            f"{self.out.webhooks_verified} signed webhooks received and verified by the sites' endpoint"
+            f"{self.out.webhooks_verified} signed statement webhooks and {self.out.reversal_webhooks_verified} "
+            "reversal-after-close webhooks received and verified by the sites' endpoints"
         )
 
     def await_calls_for_funds(self) -> None:

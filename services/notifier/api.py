@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 
 from services.common.auth import Principal, Role, require
+from services.common.http import claim_idempotency_key, request_hash, store_idempotent_answer
 from services.common.problems import Problem
 from services.common.runtime import Runtime
 from services.notifier.settings import NotifierSettings
@@ -22,6 +25,7 @@ router = APIRouter()
 Site = Annotated[Principal, Depends(require(Role.SITE))]
 Finance = Annotated[Principal, Depends(require(Role.FINANCE))]
 SiteOrFinance = Annotated[Principal, Depends(require(Role.SITE, Role.FINANCE))]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 def runtime(request: Request) -> Runtime:
@@ -61,27 +65,66 @@ def scope(who: Principal) -> UUID | None:
     return UUID(who.subject) if who.role == Role.SITE else None
 
 
+async def idempotent(
+    rt: Runtime,
+    request: Request,
+    who: Principal,
+    key: str | None,
+    body: BaseModel | None,
+    action: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
+    status: int,
+) -> JSONResponse:
+    """Run `action` in one transaction with Idempotency-Key replay: the same key and request
+    replay the first answer (a created endpoint's secret included: a replay never makes a
+    second endpoint nor shows another secret); the same key for another request is a 409.
+    The request is the route's path and the body, so one key cannot replay another endpoint's
+    rotation. A refusal rolls the claim back with everything else."""
+    async with rt.pool.acquire() as conn, conn.transaction():
+        if key is not None:
+            asked = {"path": request.url.path, "body": body.model_dump(mode="json") if body else None}
+            replay = await claim_idempotency_key(conn, who.label, key, request_hash(asked))
+            if replay is not None:
+                return replay
+        answer = await action(conn)
+        if key is not None:
+            await store_idempotent_answer(conn, who.label, key, status, answer)
+    return JSONResponse(answer, status_code=status)
+
+
+def unknown_endpoint(endpoint_id: UUID) -> Problem:
+    return Problem(404, "unknown-endpoint", "Unknown webhook endpoint", f"no endpoint {endpoint_id} of yours")
+
+
 @router.post("/webhooks", status_code=201, tags=["channels"])
-async def register_webhook(body: NewEndpoint, rt: Rt, site: Site) -> dict[str, str]:
-    """Register a webhook endpoint for the calling site. The signing secret is shown once."""
-    endpoint_id = rt.ids.new()
-    secret = new_secret()
-    await rt.pool.execute(
-        "INSERT INTO webhook_endpoints (endpoint_id, site_id, url, secret) VALUES ($1, $2, $3, $4)",
-        endpoint_id,
-        UUID(site.subject),
-        str(body.url),
-        secret,
-    )
-    return {"endpoint_id": str(endpoint_id), "url": str(body.url), "secret": secret}
+async def register_webhook(
+    body: NewEndpoint, request: Request, rt: Rt, site: Site, key: IdempotencyKey = None
+) -> JSONResponse:
+    """Register a webhook endpoint for the calling site. The signing secret is shown once
+    (and again only to a replay of the same request with the same Idempotency-Key)."""
+
+    async def action(conn: asyncpg.Connection) -> dict[str, Any]:
+        endpoint_id, secret = rt.ids.new(), new_secret()
+        await conn.execute(
+            "INSERT INTO webhook_endpoints (endpoint_id, site_id, url, secret) VALUES ($1, $2, $3, $4)",
+            endpoint_id,
+            UUID(site.subject),
+            str(body.url),
+            secret,
+        )
+        return {"endpoint_id": str(endpoint_id), "url": str(body.url), "secret": secret}
+
+    return await idempotent(rt, request, site, key, body, action, 201)
 
 
 @router.get("/webhooks", tags=["channels"])
 async def list_webhooks(rt: Rt, who: SiteOrFinance) -> list[dict[str, Any]]:
-    """The endpoints (never their secrets), with why one was disabled."""
+    """The endpoints (never their secrets), with why one was disabled and until when each
+    earlier secret still signs."""
     rows = await rt.pool.fetch(
         "SELECT endpoint_id, site_id, url, created_at, disabled_at, disabled_reason, consecutive_failures, "
-        "previous_secret_until FROM webhook_endpoints WHERE ($1::uuid IS NULL OR site_id = $1) ORDER BY created_at",
+        "ARRAY(SELECT valid_until FROM webhook_retired_secrets r WHERE r.endpoint_id = e.endpoint_id "
+        "AND r.valid_until > now() ORDER BY valid_until) AS previous_secrets_until "
+        "FROM webhook_endpoints e WHERE ($1::uuid IS NULL OR site_id = $1) ORDER BY created_at",
         scope(who),
     )
     return [plain(r) for r in rows]
@@ -89,56 +132,82 @@ async def list_webhooks(rt: Rt, who: SiteOrFinance) -> list[dict[str, Any]]:
 
 @router.post("/webhooks/{endpoint_id}/rotate-secret", tags=["channels"])
 async def rotate_secret(
-    endpoint_id: UUID, rt: Rt, site: Site, body: Rotation | None = None
-) -> dict[str, str]:
-    """A new signing secret, shown once. Until the overlap ends, deliveries carry a signature
-    by each secret, so receivers can switch without missing one."""
-    overlap = (body.overlap_seconds if body else None) or NotifierSettings().rotation_overlap_seconds
-    secret = new_secret()
-    until = rt.clock.now() + timedelta(seconds=overlap)
-    row = await rt.pool.fetchrow(
-        "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = $3, secret = $4 "
-        "WHERE endpoint_id = $1 AND site_id = $2 RETURNING url",
-        endpoint_id,
-        UUID(site.subject),
-        until,
-        secret,
-    )
-    if row is None:
-        raise Problem(
-            404, "unknown-endpoint", "Unknown webhook endpoint", f"no endpoint {endpoint_id} of yours"
+    endpoint_id: UUID,
+    request: Request,
+    rt: Rt,
+    site: Site,
+    body: Rotation | None = None,
+    key: IdempotencyKey = None,
+) -> JSONResponse:
+    """A new signing secret, shown once. Every earlier secret keeps signing until its own
+    overlap ends (two rotations in a row keep both), so receivers switch without missing one."""
+    asked = body.overlap_seconds if body else None  # 0 means "no overlap", not "the default"
+    overlap = NotifierSettings().rotation_overlap_seconds if asked is None else asked
+
+    async def action(conn: asyncpg.Connection) -> dict[str, Any]:
+        now = rt.clock.now()
+        until, secret = now + timedelta(seconds=overlap), new_secret()
+        retired = await conn.fetchval(
+            "INSERT INTO webhook_retired_secrets (endpoint_id, secret, valid_until) "
+            "SELECT endpoint_id, secret, $3 FROM webhook_endpoints WHERE endpoint_id = $1 AND site_id = $2 "
+            "FOR UPDATE RETURNING true",
+            endpoint_id,
+            UUID(site.subject),
+            until,
         )
-    return {"endpoint_id": str(endpoint_id), "secret": secret, "previous_secret_until": until.isoformat()}
+        if not retired:
+            raise unknown_endpoint(endpoint_id)
+        await conn.execute(
+            "UPDATE webhook_endpoints SET secret = $2 WHERE endpoint_id = $1", endpoint_id, secret
+        )
+        await conn.execute(  # spent overlaps sign nothing any more: forget them
+            "DELETE FROM webhook_retired_secrets WHERE endpoint_id = $1 AND valid_until <= $2",
+            endpoint_id,
+            now,
+        )
+        return {"endpoint_id": str(endpoint_id), "secret": secret, "previous_secret_until": until.isoformat()}
+
+    return await idempotent(rt, request, site, key, body, action, 200)
 
 
 @router.post("/webhooks/{endpoint_id}/enable", tags=["channels"])
-async def enable_webhook(endpoint_id: UUID, rt: Rt, site: Site) -> dict[str, str]:
+async def enable_webhook(
+    endpoint_id: UUID, request: Request, rt: Rt, site: Site, key: IdempotencyKey = None
+) -> JSONResponse:
     """Re-enable an endpoint once the site fixed it (its failure count starts again)."""
-    done = await rt.pool.fetchval(
-        "UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL, consecutive_failures = 0 "
-        "WHERE endpoint_id = $1 AND site_id = $2 RETURNING true",
-        endpoint_id,
-        UUID(site.subject),
-    )
-    if not done:
-        raise Problem(
-            404, "unknown-endpoint", "Unknown webhook endpoint", f"no endpoint {endpoint_id} of yours"
+
+    async def action(conn: asyncpg.Connection) -> dict[str, Any]:
+        done = await conn.fetchval(
+            "UPDATE webhook_endpoints SET disabled_at = NULL, disabled_reason = NULL, consecutive_failures = 0 "
+            "WHERE endpoint_id = $1 AND site_id = $2 RETURNING true",
+            endpoint_id,
+            UUID(site.subject),
         )
-    return {"endpoint_id": str(endpoint_id), "status": "enabled"}
+        if not done:
+            raise unknown_endpoint(endpoint_id)
+        return {"endpoint_id": str(endpoint_id), "status": "enabled"}
+
+    return await idempotent(rt, request, site, key, None, action, 200)
 
 
 @router.post("/emails", status_code=201, tags=["channels"])
-async def register_email(body: NewEmail, rt: Rt, site: Site) -> dict[str, str]:
+async def register_email(
+    body: NewEmail, request: Request, rt: Rt, site: Site, key: IdempotencyKey = None
+) -> JSONResponse:
     """Register an e-mail address for the calling site's statements (replaces the registry's
     contact e-mail as the e-mail channel)."""
-    channel_id = await rt.pool.fetchval(
-        "INSERT INTO email_channels (channel_id, site_id, address) VALUES ($1, $2, $3) "
-        "ON CONFLICT (site_id, address) DO UPDATE SET disabled_at = NULL RETURNING channel_id",
-        rt.ids.new(),
-        UUID(site.subject),
-        str(body.address),
-    )
-    return {"channel_id": str(channel_id), "address": str(body.address)}
+
+    async def action(conn: asyncpg.Connection) -> dict[str, Any]:
+        channel_id = await conn.fetchval(
+            "INSERT INTO email_channels (channel_id, site_id, address) VALUES ($1, $2, $3) "
+            "ON CONFLICT (site_id, address) DO UPDATE SET disabled_at = NULL RETURNING channel_id",
+            rt.ids.new(),
+            UUID(site.subject),
+            str(body.address),
+        )
+        return {"channel_id": str(channel_id), "address": str(body.address)}
+
+    return await idempotent(rt, request, site, key, body, action, 201)
 
 
 @router.put("/funders/{funder_id}/finance-contact", tags=["channels"])
@@ -154,23 +223,33 @@ async def set_funder_contact(funder_id: UUID, body: NewEmail, rt: Rt, _: Finance
 
 
 DELIVERY_FIELDS = (
-    "notification_id, statement_id, site_id, funder_id, window_id, channel, endpoint_id, email_channel_id, "
-    "status, attempts, last_error, next_attempt_at, created_at, delivered_at"
+    "notification_id, kind, statement_id, reversal_id, site_id, funder_id, window_id, channel, endpoint_id, "
+    "email_channel_id, status, attempts, last_error, next_attempt_at, created_at, delivered_at"
 )
+Kind = Literal["statement", "funder_statement", "reversal"]
 
 
 @router.get("/deliveries", tags=["delivery log"])
 async def deliveries(
-    rt: Rt, who: SiteOrFinance, status: str | None = None, statement_id: UUID | None = None
+    rt: Rt,
+    who: SiteOrFinance,
+    status: str | None = None,
+    statement_id: UUID | None = None,
+    kind: Kind | None = None,
+    reversal_id: UUID | None = None,
 ) -> list[dict[str, Any]]:
-    """A site sees its own notifications; finance sees all (funders' e-mails too)."""
+    """A site sees its own notifications (statements, reversals after close); finance sees all
+    (funders' e-mails too)."""
     rows = await rt.pool.fetch(
         f"SELECT {DELIVERY_FIELDS} FROM deliveries WHERE ($1::uuid IS NULL OR site_id = $1) "
         "AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR statement_id = $3) "
+        "AND ($4::text IS NULL OR kind = $4) AND ($5::uuid IS NULL OR reversal_id = $5) "
         "ORDER BY created_at DESC LIMIT 500",
         scope(who),
         status,
         statement_id,
+        kind,
+        reversal_id,
     )
     return [plain(r) for r in rows]
 
@@ -199,8 +278,8 @@ async def delivery(notification_id: str, rt: Rt, who: SiteOrFinance) -> dict[str
 async def dead_letters(rt: Rt, _: Finance) -> list[dict[str, Any]]:
     """Finance: notifications whose every attempt failed."""
     rows = await rt.pool.fetch(
-        "SELECT l.notification_id, l.channel, l.attempts, l.reason, l.recorded_at, d.site_id, d.funder_id, "
-        "d.statement_id FROM notification_dead_letters l JOIN deliveries d USING (notification_id) "
+        "SELECT l.notification_id, l.channel, l.attempts, l.reason, l.recorded_at, d.kind, d.site_id, "
+        "d.funder_id, d.statement_id, d.reversal_id FROM notification_dead_letters l JOIN deliveries d USING (notification_id) "
         "ORDER BY l.recorded_at DESC LIMIT 500"
     )
     return [plain(r) for r in rows]

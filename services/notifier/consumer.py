@@ -45,15 +45,22 @@ class BatchedEventConsumer(EventConsumer):
         finally:
             await asyncio.to_thread(consumer.close)
 
-    async def _apply_batch(self, messages: list[object]) -> bool:
-        """True when every message of the batch was applied (or already had been)."""
+    def _decode(self, messages: list[object]) -> list[tuple[Envelope, Payload]] | None:
+        """None when one is unreadable: the per-message path dead-letters it."""
         try:
             decoded: list[tuple[Envelope, Payload]] = []
             for message in messages:
                 envelope = Envelope.from_bytes(message.value)  # type: ignore[attr-defined]
                 decoded.append((envelope, parse_payload(envelope)))
         except (ValidationError, ValueError):
-            return False  # the per-message path dead-letters the unreadable one
+            return None
+        return decoded
+
+    async def _apply_batch(self, messages: list[object]) -> bool:
+        """True when every message of the batch was applied (or already had been)."""
+        decoded = self._decode(messages)
+        if decoded is None:
+            return False
         try:
             applied = 0
             async with self._pool.acquire() as conn, conn.transaction():

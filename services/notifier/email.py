@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import smtplib
 from datetime import date, datetime
 from email.message import EmailMessage
@@ -18,21 +19,34 @@ import asyncpg
 import httpx
 
 from services.common.runtime import Runtime
+from services.notifier.clearing_client import ClearingStatements, StatementPdfUnavailable
 from services.notifier.domain.messages import (
     Email,
     FunderLine,
     FunderStatementFacts,
+    ReversalFacts,
     SiteStatementFacts,
     funder_statement_csv,
     funder_statement_email,
+    reversal_email,
     site_statement_email,
 )
+from services.notifier.domain.schedule import is_last_attempt
 from services.notifier.issuer_client import ContactUnavailable, IssuerContacts
 from services.notifier.outcomes import DELIVERY_COLUMNS, record_outcome
 from services.notifier.pdf import funder_statement_pdf
 from services.notifier.settings import NotifierSettings, SmtpSettings
 
 Attachment = tuple[str, str, str, bytes]  # filename, maintype, subtype, content
+
+
+# An SMTP server's refusal may quote the recipient; the reason goes on Kafka (NotificationFailed),
+# where no e-mail address may travel (invariant 6).
+ADDRESS = re.compile(r"[^\s'\"<>(),;:\[\]{}]+@[^\s'\"<>(),;:\[\]{}]+")
+
+
+def without_addresses(text: str) -> str:
+    return ADDRESS.sub("<adresse>", text)
 
 
 class NotReady(Exception):
@@ -48,14 +62,14 @@ class EmailSender:
 
     async def run(self, stop: asyncio.Event) -> None:
         async with httpx.AsyncClient(timeout=self._settings.timeout_seconds) as client:
-            contacts = IssuerContacts(client)
+            contacts, statements = IssuerContacts(client), ClearingStatements(client)
             while not stop.is_set():
-                sent = await self.send_due(contacts)
+                sent = await self.send_due(contacts, statements)
                 if sent == 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self._settings.poll_seconds)
 
-    async def send_due(self, contacts: IssuerContacts) -> int:
+    async def send_due(self, contacts: IssuerContacts, statements: ClearingStatements) -> int:
         async with self._rt.pool.acquire() as conn, conn.transaction():
             due = await conn.fetch(
                 f"SELECT {DELIVERY_COLUMNS} FROM deliveries d "
@@ -65,7 +79,7 @@ class EmailSender:
             )
             for row in due:
                 try:
-                    error = await self._send(conn, contacts, row)
+                    error = await self._send(conn, contacts, statements, row)
                 except NotReady:
                     await conn.execute(
                         "UPDATE deliveries SET next_attempt_at = now() + interval '1 second' "
@@ -77,22 +91,43 @@ class EmailSender:
         return len(due)
 
     async def _send(
-        self, conn: asyncpg.Connection, contacts: IssuerContacts, row: asyncpg.Record
+        self,
+        conn: asyncpg.Connection,
+        contacts: IssuerContacts,
+        statements: ClearingStatements,
+        row: asyncpg.Record,
     ) -> str | None:
         try:
             to = await self._recipient(conn, contacts, row)
         except ContactUnavailable as exc:
             return str(exc)[:500]
-        if row["funder_id"] is not None:
+        attachments: list[Attachment] = []
+        if row["kind"] == "funder_statement":
             content, attachments = await self._funder_message(conn, row)
+        elif row["kind"] == "reversal":
+            content = self._reversal_message(row)
         else:
-            content, attachments = self._site_message(row), []
+            try:
+                attachments = [await self._statement_pdf(statements, row)]
+            except StatementPdfUnavailable as exc:
+                # A site files the PDF with its accounts, so a statement e-mail without it is
+                # not what it expects: while clearing cannot give it, the attempt counts as
+                # failed and the e-mail is retried on the schedule. Only the schedule's last
+                # attempt goes without it (saying so): the figures in the body and the payout
+                # date matter more than the attachment, and a dead letter would tell nothing.
+                if not is_last_attempt(row["attempts"], self._settings.retry_schedule):
+                    return f"statement PDF unavailable: {exc}"[:500]
+            content = self._site_message(row, pdf_attached=bool(attachments))
         message = self._message(to, row["notification_id"], content, attachments)
         try:
             await asyncio.to_thread(self._deliver, message)
         except (smtplib.SMTPException, OSError) as exc:
-            return f"{type(exc).__name__}: {exc}"[:500]
+            return without_addresses(f"{type(exc).__name__}: {exc}")[:500]
         return None
+
+    async def _statement_pdf(self, statements: ClearingStatements, row: asyncpg.Record) -> Attachment:
+        pdf = await statements.statement_pdf(row["statement_id"])
+        return (f"releve-{row['statement_id']}.pdf", "application", "pdf", pdf)
 
     async def _recipient(
         self, conn: asyncpg.Connection, contacts: IssuerContacts, row: asyncpg.Record
@@ -111,7 +146,22 @@ class EmailSender:
             return funder
         return await contacts.site_contact_email(row["site_id"])
 
-    def _site_message(self, row: asyncpg.Record) -> Email:
+    def _reversal_message(self, row: asyncpg.Record) -> Email:
+        data = json.loads(row["body"])["data"]
+        return reversal_email(
+            ReversalFacts(
+                reversal_id=data["reversal_id"],
+                redemption_id=data["redemption_id"],
+                pass_id=data["pass_id"],
+                amount_cents=-data["amount_cents"],
+                redemption_window_id=data["redemption_window_id"],
+                deducted_from_window_id=data["deducted_from_window_id"],
+                reason=data["reason"],
+                reversed_on=datetime.fromisoformat(data["reversed_at"]).date(),
+            )
+        )
+
+    def _site_message(self, row: asyncpg.Record, *, pdf_attached: bool) -> Email:
         data = json.loads(row["body"])["data"]
         return site_statement_email(
             SiteStatementFacts(
@@ -123,7 +173,8 @@ class EmailSender:
                 passes=data["passes"],
                 reversals=data["reversals"],
                 expected_payout_date=date.fromisoformat(data["expected_payout_date"]),
-            )
+            ),
+            pdf_attached=pdf_attached,
         )
 
     async def _funder_message(

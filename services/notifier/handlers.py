@@ -6,6 +6,7 @@ restart) never creates a second notification with a new webhook-id."""
 from __future__ import annotations
 
 import json
+from uuid import UUID
 
 import asyncpg
 
@@ -14,9 +15,9 @@ from schemas.events import FunderStatementIssued, Payload, StatementIssued
 from services.notifier.domain.schedule import funder_contact_channel, notification_id, site_contact_channel
 
 INSERT_DELIVERY = (
-    "INSERT INTO deliveries (notification_id, statement_id, site_id, endpoint_id, channel, email_channel_id, "
-    "funder_id, window_id, body, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) "
-    "ON CONFLICT DO NOTHING"
+    "INSERT INTO deliveries (notification_id, kind, statement_id, reversal_id, site_id, endpoint_id, channel, "
+    "email_channel_id, funder_id, window_id, body, next_attempt_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now()) ON CONFLICT DO NOTHING"
 )
 
 
@@ -42,49 +43,39 @@ def webhook_body(st: StatementIssued, notification: str) -> str:
     )
 
 
-async def statement_issued(conn: asyncpg.Connection, st: StatementIssued) -> None:
-    await record_funder_lines(conn, st)
+Row = tuple[object, ...]
+
+
+async def site_channels(conn: asyncpg.Connection, site_id: UUID) -> list[tuple[str, UUID | None, UUID]]:
+    """(channel, email channel id or None, the id the notification id derives from) for each
+    channel a site hears on. Without any channel of its own, the site hears by e-mail at its
+    registry contact address, which the sender reads from the issuer's API (addresses never
+    travel on Kafka)."""
     channels = await conn.fetch(
         "SELECT 'webhook' AS channel, endpoint_id AS id FROM webhook_endpoints "
         "WHERE site_id = $1 AND disabled_at IS NULL "
         "UNION ALL SELECT 'email', channel_id FROM email_channels WHERE site_id = $1 AND disabled_at IS NULL",
-        st.site_id,
+        site_id,
     )
     webhooks = [c["id"] for c in channels if c["channel"] == "webhook"]
     emails = [c["id"] for c in channels if c["channel"] == "email"]
-    rows = []
-    for endpoint in webhooks:
-        nid = notification_id(st.statement_id, endpoint)
+    found: list[tuple[str, UUID | None, UUID]] = [("webhook", None, w) for w in webhooks]
+    found += [("email", e, e) for e in emails]
+    if not webhooks and not emails:
+        found.append(("email", None, site_contact_channel(site_id)))
+    return found
+
+
+async def statement_issued(conn: asyncpg.Connection, st: StatementIssued) -> None:
+    await record_funder_lines(conn, st)
+    rows: list[Row] = []
+    for channel, email, subject in await site_channels(conn, st.site_id):
+        nid = notification_id(st.statement_id, subject)
+        endpoint = subject if channel == "webhook" else None
         rows.append(
-            (
-                nid,
-                st.statement_id,
-                st.site_id,
-                endpoint,
-                "webhook",
-                None,
-                None,
-                st.window_id,
-                webhook_body(st, nid),
-            )
-        )
-    # Without any channel of its own, the site hears by e-mail at its registry contact address,
-    # which the sender reads from the issuer's API (addresses never travel on Kafka).
-    for email in emails or ([] if webhooks else [None]):
-        nid = notification_id(st.statement_id, email or site_contact_channel(st.site_id))
-        rows.append(
-            (
-                nid,
-                st.statement_id,
-                st.site_id,
-                None,
-                "email",
-                email,
-                None,
-                st.window_id,
-                webhook_body(st, nid),
-            )
-        )
+            (nid, "statement", st.statement_id, None, st.site_id, endpoint, channel, email, None,
+             st.window_id, webhook_body(st, nid))
+        )  # fmt: skip
     await conn.executemany(INSERT_DELIVERY, rows)
 
 
@@ -105,8 +96,8 @@ async def funder_statement_issued(conn: asyncpg.Connection, fs: FunderStatementI
     nid = notification_id(fs.funder_statement_id, funder_contact_channel(fs.funder_id))
     body = fs.model_dump_json()
     await conn.execute(
-        INSERT_DELIVERY, nid, fs.funder_statement_id, None, None, "email", None, fs.funder_id,
-        fs.window_id, body,
+        INSERT_DELIVERY, nid, "funder_statement", fs.funder_statement_id, None, None, None, "email", None,
+        fs.funder_id, fs.window_id, body,
     )  # fmt: skip
 
 

@@ -7,7 +7,9 @@ commit leaves the delivery pending, to be sent again with the same webhook-id.""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -17,6 +19,8 @@ from schemas.events import (
     NotificationDelivered,
     NotificationFailed,
     Payload,
+    ReversalNotificationDelivered,
+    ReversalNotificationFailed,
 )
 from schemas.topics import Topic
 from services.common.outbox import enqueue, enqueue_many
@@ -26,8 +30,8 @@ from services.notifier.settings import NotifierSettings
 
 # Columns of `deliveries` every sender selects (as d.*) so outcomes can be recorded.
 DELIVERY_COLUMNS = (
-    "d.notification_id, d.statement_id, d.site_id, d.funder_id, d.window_id, d.channel, d.endpoint_id, "
-    "d.email_channel_id, d.body, d.attempts"
+    "d.notification_id, d.kind, d.statement_id, d.reversal_id, d.site_id, d.funder_id, d.window_id, d.channel, "
+    "d.endpoint_id, d.email_channel_id, d.body, d.attempts"
 )
 
 
@@ -123,29 +127,39 @@ async def _failed(
 async def _emit(
     conn: asyncpg.Connection, rt: Runtime, row: asyncpg.Record, attempt: int, error: str | None
 ) -> None:
-    event: Payload
-    common = {"notification_id": row["notification_id"], "channel": row["channel"], "attempts": attempt}
-    if row["funder_id"] is not None:
+    event = outcome_event(row, attempt, error)
+    key = str(row["funder_id"] if row["kind"] == "funder_statement" else row["site_id"])
+    await enqueue(conn, rt.topic(Topic.NOTIFICATIONS), rt.events.envelope(event, key=key))
+
+
+def outcome_event(row: asyncpg.Record, attempt: int, error: str | None) -> Payload:
+    """The NotificationDelivered/Failed of the delivery's kind (`error` None: delivered)."""
+    common: dict[str, Any] = {
+        "notification_id": row["notification_id"],
+        "channel": row["channel"],
+        "attempts": attempt,
+    }
+    failed: dict[str, Any] = {} if error is None else {"reason": error}
+    if row["kind"] == "funder_statement":
         funder = {
             "funder_statement_id": row["statement_id"],
             "funder_id": row["funder_id"],
             "window_id": row["window_id"],
         }
-        event = (
-            FunderNotificationDelivered(**common, **funder)
-            if error is None
-            else FunderNotificationFailed(**common, **funder, reason=error)
-        )
-        key = str(row["funder_id"])
-    else:
-        site = {"statement_id": row["statement_id"], "site_id": row["site_id"]}
-        event = (
-            NotificationDelivered(**common, **site)
-            if error is None
-            else NotificationFailed(**common, **site, reason=error)
-        )
-        key = str(row["site_id"])
-    await enqueue(conn, rt.topic(Topic.NOTIFICATIONS), rt.events.envelope(event, key=key))
+        model: type[Payload] = FunderNotificationDelivered if error is None else FunderNotificationFailed
+        return model(**common, **funder, **failed)
+    if row["kind"] == "reversal":
+        reversal = {
+            "reversal_id": row["reversal_id"],
+            "redemption_id": json.loads(row["body"])["data"]["redemption_id"],
+            "site_id": row["site_id"],
+            "window_id": row["window_id"],
+        }
+        model = ReversalNotificationDelivered if error is None else ReversalNotificationFailed
+        return model(**common, **reversal, **failed)
+    site = {"statement_id": row["statement_id"], "site_id": row["site_id"]}
+    model = NotificationDelivered if error is None else NotificationFailed
+    return model(**common, **site, **failed)
 
 
 async def record_delivered(conn: asyncpg.Connection, rt: Runtime, rows: list[asyncpg.Record]) -> None:
@@ -183,9 +197,9 @@ async def record_delivered(conn: asyncpg.Connection, rt: Runtime, rows: list[asy
             key=str(r["site_id"]),
         )
         for r in rows
-        if r["funder_id"] is None
+        if r["kind"] == "statement"
     ]
     await enqueue_many(conn, rt.topic(Topic.NOTIFICATIONS), envelopes)
     for r in rows:
-        if r["funder_id"] is not None:  # funders' e-mails do not come through here; kept exact anyway
+        if r["kind"] != "statement":  # reversals after close: rare; funders' e-mails: not sent here
             await _emit(conn, rt, r, r["attempts"] + 1, None)

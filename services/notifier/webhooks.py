@@ -24,6 +24,13 @@ from services.notifier.outcomes import DELIVERY_COLUMNS, record_delivered, recor
 from services.notifier.settings import NotifierSettings
 
 log = structlog.get_logger()
+# The secrets of earlier rotations still within their overlap (the sender re-checks the time).
+RETIRED_SECRETS = (
+    "ARRAY(SELECT r.secret FROM webhook_retired_secrets r WHERE r.endpoint_id = e.endpoint_id "
+    "AND r.valid_until > now() ORDER BY r.valid_until, r.secret) AS retired_secrets, "
+    "ARRAY(SELECT r.valid_until FROM webhook_retired_secrets r WHERE r.endpoint_id = e.endpoint_id "
+    "AND r.valid_until > now() ORDER BY r.valid_until, r.secret) AS retired_until"
+)
 
 
 def signed_headers(secrets: Sequence[str], notification_id: str, body: str, at: datetime) -> dict[str, str]:
@@ -55,8 +62,8 @@ class WebhookSender:
     async def send_due(self, client: aiohttp.ClientSession) -> int:
         async with self._rt.pool.acquire() as conn, conn.transaction():
             due = await conn.fetch(
-                f"SELECT {DELIVERY_COLUMNS}, e.url, e.secret, e.previous_secret, e.previous_secret_until, "
-                "e.disabled_reason FROM deliveries d JOIN webhook_endpoints e USING (endpoint_id) "
+                f"SELECT {DELIVERY_COLUMNS}, e.url, e.secret, e.disabled_reason, {RETIRED_SECRETS} "
+                "FROM deliveries d JOIN webhook_endpoints e USING (endpoint_id) "
                 "WHERE d.channel = 'webhook' AND d.status = 'pending' AND d.next_attempt_at <= now() "
                 "ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED",
                 self._settings.batch_size,
@@ -75,7 +82,8 @@ class WebhookSender:
         if row["disabled_reason"] is not None:
             return f"endpoint disabled: {row['disabled_reason']}"[:500]
         now = self._rt.clock.now()
-        secrets = signing_secrets(now, row["secret"], row["previous_secret"], row["previous_secret_until"])
+        retired = zip(row["retired_secrets"], row["retired_until"], strict=True)
+        secrets = signing_secrets(now, row["secret"], retired)
         headers = signed_headers(secrets, row["notification_id"], row["body"], now)
         try:
             async with client.post(row["url"], data=row["body"].encode(), headers=headers) as response:

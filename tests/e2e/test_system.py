@@ -176,4 +176,6 @@ def test_the_main_job_reconciles_and_a_killed_clearing_worker_changes_nothing(
     assert statements == outcome.expected_by_site_window
     assert outcome.audit is not None and outcome.audit.ok, outcome.audit.as_json()
     assert outcome.webhooks_verified == len(outcome.statements)
+    late = [rid for rid, w in outcome.reversed.items() if outcome.accepted[rid]["window_id"] < w]
+    assert late and outcome.reversal_webhooks_verified == len(late)
     assert any("refused as expected — mistyped code: 422" in s for s in steps)

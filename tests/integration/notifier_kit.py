@@ -14,7 +14,16 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from schemas.envelope import Envelope
-from schemas.events import FunderAmount, FunderStatementIssued, Payload, StatementIssued
+from schemas.events import (
+    FunderAmount,
+    FunderShare,
+    FunderStatementIssued,
+    PassRedeemed,
+    Payload,
+    RedemptionReversed,
+    StatementIssued,
+    WindowClosed,
+)
 from services.common.events import EventFactory
 from services.common.kafka import make_producer
 from services.common.ports import RandomIds, SystemClock
@@ -101,3 +110,78 @@ class SmtpInbox:
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if m["To"] == address]
+
+
+REDEMPTION = EventFactory("redemption", SystemClock(), RandomIds())
+SHARES = (
+    FunderShare(funder_id=uuid.UUID(int=71), share_bp=6000),
+    FunderShare(funder_id=uuid.UUID(int=72), share_bp=4000),
+)
+
+
+def redeemed(site_id: uuid.UUID, window_id: int, *, cents: int = 1000) -> PassRedeemed:
+    return PassRedeemed(
+        redemption_id=uuid.uuid4(),
+        pass_id=uuid.uuid4(),
+        site_id=site_id,
+        programme_id=uuid.UUID(int=70),
+        window_id=window_id,
+        face_value_cents=cents,
+        funders=SHARES,
+        learning_path="basic-skills",
+        workshop_date=date(2026, 11, 2),
+        accepted_at=datetime.now(UTC),
+    )
+
+
+def reversed_in(r: PassRedeemed, window_id: int) -> RedemptionReversed:
+    """The reversal of `r`, stamped (like the redemption service does) with the window open now."""
+    return RedemptionReversed(
+        reversal_id=uuid.uuid4(),
+        redemption_id=r.redemption_id,
+        pass_id=r.pass_id,
+        site_id=r.site_id,
+        programme_id=r.programme_id,
+        window_id=window_id,
+        face_value_cents=r.face_value_cents,
+        funders=r.funders,
+        reason="atelier annulé",
+        reversed_at=datetime.now(UTC),
+    )
+
+
+def send_redemption_events(bootstrap: str, topic: str, envelopes: list[Envelope]) -> None:
+    """As the redemption service's relay does: keyed by site id (one partition per site)."""
+    producer = make_producer(bootstrap)
+    try:
+        for e in envelopes:
+            producer.send(topic, key=e.key.encode(), value=e.to_bytes())
+        producer.flush(30)
+    finally:
+        producer.close(5)
+
+
+def as_redemption_events(payloads: list[PassRedeemed | RedemptionReversed]) -> list[Envelope]:
+    return [REDEMPTION.envelope(p, key=str(p.site_id)) for p in payloads]
+
+
+def close_window(bootstrap: str, topic: str, window_id: int) -> None:
+    """A WindowClosed marker on every partition, after the window's events (as closing does)."""
+    producer = make_producer(bootstrap)
+    try:
+        partitions = sorted(producer.partitions_for(topic))
+        now = datetime.now(UTC)
+        for p in partitions:
+            marker = WindowClosed(
+                window_id=window_id,
+                partition=p,
+                partition_count=len(partitions),
+                opened_at=now,
+                closed_at=now,
+                next_window_id=window_id + 1,
+            )
+            e = REDEMPTION.envelope(marker, key=f"window-{window_id}")
+            producer.send(topic, key=e.key.encode(), value=e.to_bytes(), partition=p)
+        producer.flush(30)
+    finally:
+        producer.close(5)

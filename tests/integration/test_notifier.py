@@ -5,9 +5,11 @@ sites and funders, and the delivery log."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import os
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,10 +27,16 @@ from services.common.auth import Role
 from tests.integration.helpers import auth, eventually, read_topic, running
 from tests.integration.notifier_kit import (
     CLEARING,
+    REDEMPTION,
     SmtpInbox,
+    as_redemption_events,
+    close_window,
     free_port,
     funder_statement,
     publish,
+    redeemed,
+    reversed_in,
+    send_redemption_events,
     statement,
 )
 
@@ -56,15 +64,18 @@ def receiver() -> Iterator[tuple[WebhookReceiver, str]]:
 def issuer(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcesses]:
+    """The issuer (sites' contact e-mails) and clearing (statement PDFs), as real processes."""
     procs = ServiceProcesses(
-        tmp_path_factory.mktemp("issuer"), dict(service_env), ports={"issuer": free_port()}
+        tmp_path_factory.mktemp("services"),
+        dict(service_env),
+        ports={"issuer": free_port(), "clearing": free_port()},
     )
-    procs.start("issuer")
+    procs.start_all()
     try:
-        procs.wait_ready("issuer")
+        procs.wait_all_ready()
         yield procs
     finally:
-        procs.stop("issuer")
+        procs.stop_all()
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +88,7 @@ async def notifier(
         "NOTIFIER_DISABLE_AFTER_FAILURES": "2",
         "SMTP_PORT": str(inbox.port),
         "PASSCLEAR_ISSUER_URL": issuer.url("issuer"),
+        "PASSCLEAR_CLEARING_URL": issuer.url("clearing"),
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
@@ -445,3 +457,345 @@ async def test_a_call_for_funds_without_a_finance_contact_ends_failed_and_dead_l
 
     (event,) = await eventually("FunderNotificationFailed", failed_event)
     assert event.type == "FunderNotificationFailed" and event.payload["reason"] == d["last_error"]
+
+
+def redemptions_topic(env: dict[str, str]) -> str:
+    return topic_name(Topic.REDEMPTIONS, env["KAFKA_TOPIC_PREFIX"])
+
+
+async def of_kind(notifier: httpx.AsyncClient, kind: str, n: int, **params: str) -> list[dict[str, Any]]:
+    async def probe() -> list[dict[str, Any]] | None:
+        r = await notifier.get("/deliveries", params={"kind": kind, **params}, headers=FINANCE)
+        rows = r.json()
+        return rows if len(rows) >= n and all(d["status"] != "pending" for d in rows) else None
+
+    return await eventually(f"{n} {kind} deliveries to settle", probe, timeout=60)
+
+
+async def clearing_statement(issuer: ServiceProcesses, site: uuid.UUID, window: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=issuer.url("clearing")) as api:
+
+        async def probe() -> dict[str, Any] | None:
+            r = await api.get("/statements", params={"window_id": window}, headers=FINANCE)
+            found = [s for s in r.json() if s["site_id"] == str(site)]
+            if not found:
+                return None
+            one = await api.get(f"/statements/{found[0]['statement_id']}", headers=FINANCE)
+            return dict(one.json())
+
+        return await eventually(f"clearing's statement of window {window}", probe, timeout=60)
+
+
+async def test_a_reversal_after_its_window_closed_is_told_once_per_channel_and_one_within_the_window_is_not(
+    notifier,
+    receiver,
+    inbox,
+    issuer,
+    pg,
+    service_env,  # type: ignore[no-untyped-def]
+) -> None:
+    rec, url = receiver
+    site, other_site = uuid.uuid4(), uuid.uuid4()
+    hook = await endpoint(notifier, rec, url, site)
+    r = await notifier.post(
+        "/emails", json={"address": "caisse@epn-besancon.fr"}, headers=auth(Role.SITE, str(site))
+    )
+    assert r.status_code == 201
+    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], redemptions_topic(service_env)
+    closed_window, open_window = 31, 32
+    early, kept = redeemed(site, closed_window), redeemed(site, closed_window)
+    send_redemption_events(bootstrap, topic, as_redemption_events([early, kept]))
+    close_window(bootstrap, topic, closed_window)
+    late = redeemed(site, open_window)
+    after_close, within = reversed_in(early, open_window), reversed_in(late, open_window)
+    events = as_redemption_events([late, after_close, within])
+    # The reversal after close redelivered (same event) and sent again (another event, same
+    # reversal): one notification per channel all the same.
+    again = REDEMPTION.envelope(after_close, key=str(site))
+    send_redemption_events(bootstrap, topic, [*events, events[1], again])
+
+    told = await of_kind(notifier, "reversal", 2, reversal_id=str(after_close.reversal_id))
+    assert {d["channel"] for d in told} == {"webhook", "email"}
+    assert all(d["status"] == "delivered" and d["attempts"] == 1 for d in told)
+    assert all(d["window_id"] == open_window and d["statement_id"] is None for d in told)
+
+    (got,) = [h for h in hits(rec, hook["path"]) if h.payload["type"] == "redemption.reversed"]
+    assert got.verified and got.headers["webhook-id"] in {d["notification_id"] for d in told}
+    assert got.payload["data"] == {
+        "reversal_id": str(after_close.reversal_id),
+        "redemption_id": str(early.redemption_id),
+        "pass_id": str(early.pass_id),
+        "site_id": str(site),
+        "programme_id": str(early.programme_id),
+        "amount_cents": -1000,
+        "redemption_window_id": closed_window,
+        "deducted_from_window_id": open_window,
+        "reason": "atelier annulé",
+        "reversed_at": after_close.reversed_at.isoformat(),
+    }
+    (mail,) = [m for m in inbox.to("caisse@epn-besancon.fr") if "annulation" in m["Subject"]]
+    assert "-10,00 €" in mail["Subject"] and f"période n° {open_window}" in mail["Subject"]
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert str(early.redemption_id) in text and f"période n° {closed_window} (close)" in text
+
+    # Nothing for the reversal within the open window, once the notifier has applied it.
+    async def within_applied() -> bool:
+        return bool(
+            await pg.fetchval(
+                "SELECT true FROM notifier.processed_events WHERE consumer = 'notifier-redemptions' "
+                "AND event_id = $1",
+                events[2].event_id,
+            )
+        )
+
+    await eventually("the reversal within the window applied", within_applied)
+    close_window(bootstrap, topic, open_window)
+    st = await clearing_statement(issuer, site, open_window)
+    await settled(notifier, uuid.UUID(st["statement_id"]), 2)
+    within_told = await notifier.get(
+        "/deliveries", params={"reversal_id": str(within.reversal_id)}, headers=FINANCE
+    )
+    assert within_told.json() == []
+    # What the site was told is what clearing deducts: a negative line in the reversal's window.
+    (line,) = [x for x in st["lines"] if x["ref_id"] == str(after_close.reversal_id)]
+    assert line["kind"] == "reversal" and line["amount_cents"] == got.payload["data"]["amount_cents"]
+
+    async def outcome_events() -> list[Envelope] | None:
+        found = [
+            e
+            for e in notifier_events(service_env)
+            if e.payload.get("reversal_id") == str(after_close.reversal_id)
+        ]
+        return found if len(found) >= 2 else None
+
+    outcomes = await eventually("two ReversalNotificationDelivered", outcome_events)
+    assert sorted(e.payload["channel"] for e in outcomes) == ["email", "webhook"]
+    assert {e.type for e in outcomes} == {"ReversalNotificationDelivered"}
+    assert {e.payload["window_id"] for e in outcomes} == {open_window}
+    assert {e.payload["redemption_id"] for e in outcomes} == {str(early.redemption_id)}
+
+    # The delivery log: the site sees its own reversal notifications, another site none.
+    mine = (
+        await notifier.get("/deliveries", params={"kind": "reversal"}, headers=auth(Role.SITE, str(site)))
+    ).json()
+    assert {d["notification_id"] for d in mine} == {d["notification_id"] for d in told}
+    theirs = await notifier.get(
+        "/deliveries", params={"kind": "reversal"}, headers=auth(Role.SITE, str(other_site))
+    )
+    assert theirs.json() == []
+    hidden = await notifier.get(
+        f"/deliveries/{told[0]['notification_id']}", headers=auth(Role.SITE, str(other_site))
+    )
+    assert hidden.status_code == 404
+    bad_kind = await notifier.get("/deliveries", params={"kind": "gossip"}, headers=FINANCE)
+    assert bad_kind.status_code == 422
+
+
+async def test_a_reversal_of_a_redemption_never_seen_is_dead_lettered_and_the_stream_goes_on(
+    notifier,
+    receiver,
+    service_env,  # type: ignore[no-untyped-def]
+) -> None:
+    rec, url = receiver
+    site = uuid.uuid4()
+    await endpoint(notifier, rec, url, site)
+    ghost, real = redeemed(site, 51), redeemed(site, 51)
+    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], redemptions_topic(service_env)
+    # ghost's redemption never reached the topic; real's did, and its late reversal follows.
+    lost, late = reversed_in(ghost, 52), reversed_in(real, 52)
+    send_redemption_events(bootstrap, topic, as_redemption_events([real, lost, late]))
+
+    (d,) = await of_kind(notifier, "reversal", 1, reversal_id=str(late.reversal_id))
+    assert d["status"] == "delivered"
+
+    async def dead_lettered() -> list[Envelope] | None:
+        records = read_topic(bootstrap, topic_name(Topic.DEAD_LETTERS, service_env["KAFKA_TOPIC_PREFIX"]))
+        found = [
+            e
+            for _, _, e in records
+            if isinstance(e, Envelope) and str(lost.reversal_id) in e.payload.get("reason", "")
+        ]
+        return found or None
+
+    (dead,) = await eventually("the unknown reversal on the dead-letter topic", dead_lettered)
+    assert (
+        dead.payload["consumer"] == "notifier-redemptions" and "never seen redeemed" in dead.payload["reason"]
+    )
+    none = await notifier.get("/deliveries", params={"reversal_id": str(lost.reversal_id)}, headers=FINANCE)
+    assert none.json() == []
+
+
+def without_pdf_dates(pdf: bytes) -> bytes:
+    """A reportlab PDF less its creation/modification dates and file id (the rest is the content)."""
+    return re.sub(rb"/(CreationDate|ModDate) \(D:[^)]*\)|/ID\s*\[[^\]]*\]", b"", pdf)
+
+
+async def test_a_site_email_carries_clearing_s_statement_pdf(notifier, inbox, issuer, service_env) -> None:  # type: ignore[no-untyped-def]
+    site = uuid.uuid4()
+    r = await notifier.post(
+        "/emails", json={"address": "releves@epn-vesoul.fr"}, headers=auth(Role.SITE, str(site))
+    )
+    assert r.status_code == 201
+    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], redemptions_topic(service_env)
+    window = 41
+    send_redemption_events(bootstrap, topic, as_redemption_events([redeemed(site, window) for _ in range(3)]))
+    close_window(bootstrap, topic, window)
+
+    st = await clearing_statement(issuer, site, window)
+    (d,) = await settled(notifier, uuid.UUID(st["statement_id"]))
+    assert d["status"] == "delivered" and d["attempts"] == 1 and d["channel"] == "email"
+    (mail,) = inbox.to("releves@epn-vesoul.fr")
+    assert "30,00 €" in mail["Subject"]
+    (attachment,) = list(mail.iter_attachments())  # type: ignore[attr-defined]
+    assert attachment.get_filename() == f"releve-{st['statement_id']}.pdf"
+    assert attachment.get_content_type() == "application/pdf"
+    attached = attachment.get_content()
+    async with httpx.AsyncClient(base_url=issuer.url("clearing")) as api:
+        own = await api.get(f"/statements/{st['statement_id']}/pdf", headers=auth(Role.SITE, str(site)))
+        foreign = await api.get(
+            f"/statements/{st['statement_id']}/pdf", headers=auth(Role.SITE, str(uuid.uuid4()))
+        )
+    assert own.status_code == 200 and foreign.status_code == 404  # a site reads only its own
+    assert attached.startswith(b"%PDF") and st["statement_id"].encode() in attached
+    assert without_pdf_dates(attached) == without_pdf_dates(own.content)
+    assert "joint en PDF" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+async def test_idempotency_keys_replay_the_first_answer_and_refuse_another_request(notifier) -> None:  # type: ignore[no-untyped-def]
+    site = uuid.uuid4()
+    me = {**auth(Role.SITE, str(site)), "Idempotency-Key": "create-1"}
+    body = {"url": "http://127.0.0.1:9/hook"}
+    # Concurrent resends of one creation: one endpoint, one secret, whoever answers.
+    answers = await asyncio.gather(*(notifier.post("/webhooks", json=body, headers=me) for _ in range(5)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({(a.json()["endpoint_id"], a.json()["secret"]) for a in answers}) == 1
+    created = answers[0].json()
+    listed = (await notifier.get("/webhooks", headers=auth(Role.SITE, str(site)))).json()
+    assert [e["endpoint_id"] for e in listed] == [created["endpoint_id"]]
+
+    other = await notifier.post("/webhooks", json={"url": "http://127.0.0.1:9/other"}, headers=me)
+    assert other.status_code == 409 and other.json()["type"].endswith("idempotency-key-reused")
+    assert len((await notifier.get("/webhooks", headers=auth(Role.SITE, str(site)))).json()) == 1
+
+    # Another site's identical key and body is its own request.
+    theirs = await notifier.post(
+        "/webhooks", json=body, headers={**auth(Role.SITE, str(uuid.uuid4())), "Idempotency-Key": "create-1"}
+    )
+    assert theirs.status_code == 201 and theirs.json()["endpoint_id"] != created["endpoint_id"]
+
+    rotate = f"/webhooks/{created['endpoint_id']}/rotate-secret"
+    key = {**auth(Role.SITE, str(site)), "Idempotency-Key": "rotate-1"}
+    first = await notifier.post(rotate, json={"overlap_seconds": 60}, headers=key)
+    replay = await notifier.post(rotate, json={"overlap_seconds": 60}, headers=key)
+    assert first.status_code == replay.status_code == 200 and first.json() == replay.json()
+    assert first.json()["secret"] != created["secret"]
+    (endpoint_now,) = (await notifier.get("/webhooks", headers=auth(Role.SITE, str(site)))).json()
+    assert len(endpoint_now["previous_secrets_until"]) == 1, "the replay rotated nothing"
+    changed = await notifier.post(rotate, json={"overlap_seconds": 61}, headers=key)
+    assert changed.status_code == 409
+
+    # The key covers the route too: the same key and body on another endpoint is another request.
+    second = await notifier.post("/webhooks", json=body, headers=auth(Role.SITE, str(site)))
+    elsewhere = await notifier.post(
+        f"/webhooks/{second.json()['endpoint_id']}/rotate-secret", json={"overlap_seconds": 60}, headers=key
+    )
+    assert elsewhere.status_code == 409
+
+    # A refusal keeps nothing, the key included: once the request is right, the key works.
+    unknown = {**auth(Role.SITE, str(site)), "Idempotency-Key": "rotate-unknown"}
+    missing = await notifier.post(f"/webhooks/{uuid.uuid4()}/rotate-secret", json={}, headers=unknown)
+    assert missing.status_code == 404
+    later = await notifier.post(f"/webhooks/{uuid.uuid4()}/rotate-secret", json={}, headers=unknown)
+    assert later.status_code == 404
+
+    mail = {**auth(Role.SITE, str(site)), "Idempotency-Key": "mail-1"}
+    one = await notifier.post("/emails", json={"address": "a@epn-gray.fr"}, headers=mail)
+    two = await notifier.post("/emails", json={"address": "a@epn-gray.fr"}, headers=mail)
+    assert one.status_code == two.status_code == 201 and one.json() == two.json()
+    assert (
+        await notifier.post("/emails", json={"address": "b@epn-gray.fr"}, headers=mail)
+    ).status_code == 409
+
+    enable = {**auth(Role.SITE, str(site)), "Idempotency-Key": "enable-1"}
+    on = await notifier.post(f"/webhooks/{created['endpoint_id']}/enable", headers=enable)
+    on_again = await notifier.post(f"/webhooks/{created['endpoint_id']}/enable", headers=enable)
+    assert on.status_code == on_again.status_code == 200 and on.json() == on_again.json()
+
+
+async def test_two_quick_rotations_keep_the_oldest_secret_until_its_overlap_ends(
+    notifier, receiver, service_env
+) -> None:  # type: ignore[no-untyped-def]
+    rec, url = receiver
+    site = uuid.uuid4()
+    hook = await endpoint(notifier, rec, url, site)
+    me = auth(Role.SITE, str(site))
+    rotate = f"/webhooks/{hook['endpoint_id']}/rotate-secret"
+    middle = (await notifier.post(rotate, json={"overlap_seconds": 3600}, headers=me)).json()["secret"]
+    newest = (await notifier.post(rotate, json={"overlap_seconds": 3600}, headers=me)).json()["secret"]
+
+    st = statement(site)
+    publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), [st])
+    await settled(notifier, st.statement_id)
+    (got,) = hits(rec, hook["path"])
+    assert got.verified  # the receiver still holds the oldest secret
+    assert len(got.headers["webhook-signature"].split(" ")) == 3
+    for secret in (hook["secret"], middle, newest):  # the oldest still verifies
+        Webhook(secret).verify(got.body, got.headers)
+
+    # A secret whose overlap has ended signs no more; one retired later but still within its
+    # overlap does. (A rotation's overlap is that of the secret it retires.)
+    site2 = uuid.uuid4()
+    hook2 = await endpoint(notifier, rec, url, site2)
+    rotate2 = f"/webhooks/{hook2['endpoint_id']}/rotate-secret"
+    me2 = auth(Role.SITE, str(site2))
+    s1 = (await notifier.post(rotate2, json={"overlap_seconds": 0.5}, headers=me2)).json()["secret"]
+    s2 = (await notifier.post(rotate2, json={"overlap_seconds": 3600}, headers=me2)).json()["secret"]
+    s3 = (await notifier.post(rotate2, json={"overlap_seconds": 0}, headers=me2)).json()["secret"]
+
+    async def expired() -> bool:
+        (ep,) = (await notifier.get("/webhooks", headers=me2)).json()
+        return len(ep["previous_secrets_until"]) == 1
+
+    await eventually("the 0.5 s overlap of the first secret to end", expired)
+    rec.secrets[hook2["path"]] = s1  # this receiver is still on the second secret
+    st2 = statement(site2)
+    publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), [st2])
+    await settled(notifier, st2.statement_id)
+    (got2,) = hits(rec, hook2["path"])
+    assert got2.verified
+    assert len(got2.headers["webhook-signature"].split(" ")) == 2
+    for secret in (s3, s1):
+        Webhook(secret).verify(got2.body, got2.headers)
+    for gone in (hook2["secret"], s2):  # retired with 0.5 s and with no overlap: both ended
+        with pytest.raises(WebhookVerificationError):
+            Webhook(gone).verify(got2.body, got2.headers)
+
+
+async def test_while_clearing_is_unreachable_the_email_is_retried_and_the_last_attempt_goes_without_pdf(
+    notifier,
+    inbox,
+    issuer,
+    service_env,  # type: ignore[no-untyped-def]
+) -> None:
+    site = uuid.uuid4()
+    r = await notifier.post(
+        "/emails", json={"address": "tresorerie@epn-lure.fr"}, headers=auth(Role.SITE, str(site))
+    )
+    assert r.status_code == 201
+    issuer.stop("clearing")
+    try:
+        st = statement(site, cents=7000)
+        publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), [st])
+        (d,) = await settled(notifier, st.statement_id)
+    finally:
+        issuer.start("clearing")
+        issuer.wait_ready("clearing")
+    assert d["status"] == "delivered" and d["attempts"] == 4  # the schedule has 3 retries
+    log = (await notifier.get(f"/deliveries/{d['notification_id']}", headers=FINANCE)).json()["attempt_log"]
+    assert [a["outcome"].startswith("statement PDF unavailable: clearing unreachable") for a in log[:3]] == [
+        True
+    ] * 3
+    assert log[3]["outcome"] == "delivered"
+    (mail,) = inbox.to("tresorerie@epn-lure.fr")
+    assert list(mail.iter_attachments()) == []  # type: ignore[attr-defined]
+    assert "n'a pas pu être joint" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]

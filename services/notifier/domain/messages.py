@@ -41,7 +41,7 @@ class SiteStatementFacts:
     expected_payout_date: date
 
 
-def site_statement_email(f: SiteStatementFacts) -> Email:
+def site_statement_email(f: SiteStatementFacts, *, pdf_attached: bool = True) -> Email:
     subject = f"Pass Numérique : relevé de compensation n° {f.window_id} — {euros(f.amount_cents)}"
     rows = [
         ("Relevé", f.statement_id),
@@ -52,7 +52,50 @@ def site_statement_email(f: SiteStatementFacts) -> Email:
         ("Date de virement prévue", french_date(f.expected_payout_date)),
     ]
     intro = "Bonjour,\n\nVotre relevé de compensation Pass Numérique est émis."
-    outro = "Le virement SEPA sera émis à la date prévue.\n\nCordialement,\nL'équipe Pass Numérique"
+    attached = (
+        "Le relevé détaillé est joint en PDF."
+        if pdf_attached
+        else "Le relevé détaillé n'a pas pu être joint en PDF : il reste disponible auprès du service "
+        "de compensation (relevé " + f.statement_id + ")."
+    )
+    outro = f"{attached}\n\nLe virement SEPA sera émis à la date prévue.\n\nCordialement,\nL'équipe Pass Numérique"
+    return Email(subject, _text(intro, rows, outro), _html(intro, rows, outro))
+
+
+@dataclass(frozen=True)
+class ReversalFacts:
+    reversal_id: str
+    redemption_id: str
+    pass_id: str
+    amount_cents: int  # the deduction, positive: the pass's face value
+    redemption_window_id: int
+    deducted_from_window_id: int
+    reason: str
+    reversed_on: date
+
+
+def reversal_email(f: ReversalFacts) -> Email:
+    """A reversal made after the redemption's window closed: already in an issued statement, so
+    the amount comes off the next statement."""
+    subject = (
+        f"Pass Numérique : annulation d'un encaissement — {euros(-f.amount_cents)} "
+        f"sur la période n° {f.deducted_from_window_id}"
+    )
+    rows = [
+        ("Annulation", f.reversal_id),
+        ("Encaissement annulé", f.redemption_id),
+        ("Pass", f.pass_id),
+        ("Date de l'annulation", french_date(f.reversed_on)),
+        ("Motif", f.reason),
+        ("Relevé où figurait l'encaissement", f"période n° {f.redemption_window_id} (close)"),
+        ("Montant déduit", euros(-f.amount_cents)),
+        ("Déduit du relevé", f"période n° {f.deducted_from_window_id}"),
+    ]
+    intro = (
+        "Bonjour,\n\nUn encaissement figurant sur un relevé de compensation déjà émis a été annulé. "
+        "Son montant sera déduit de votre prochain relevé."
+    )
+    outro = "Aucune action n'est attendue de votre part.\n\nCordialement,\nL'équipe Pass Numérique"
     return Email(subject, _text(intro, rows, outro), _html(intro, rows, outro))
 
 

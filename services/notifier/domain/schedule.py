@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 NOTIFICATION_NS = uuid.UUID("c6f0e2a4-1b7d-4e5f-8a9b-0c1d2e3f4a5b")
@@ -30,13 +31,27 @@ def funder_contact_channel(funder_id: uuid.UUID) -> uuid.UUID:
 
 
 def signing_secrets(
-    now: datetime, current: str, previous: str | None, previous_until: datetime | None
+    now: datetime, current: str, retired: Iterable[tuple[str, datetime]] = ()
 ) -> tuple[str, ...]:
-    """The secrets that sign a delivery: the current one, and the previous one while its
-    overlap lasts (receivers may verify with either until they switch)."""
-    if previous and previous_until and now < previous_until:
-        return (current, previous)
-    return (current,)
+    """The secrets that sign a delivery: the current one, then every retired one whose overlap
+    has not ended, newest first. Two rotations within an overlap keep both older secrets
+    (Standard Webhooks allows several space-separated signatures; a receiver verifies with
+    whichever it holds)."""
+    alive = sorted((r for r in retired if now < r[1] and r[0] != current), key=lambda r: r[1], reverse=True)
+    return (current, *dict.fromkeys(secret for secret, _ in alive))
+
+
+def is_last_attempt(attempts_made: int, schedule: tuple[float, ...]) -> bool:
+    """True when the attempt about to be made (after `attempts_made`) is the schedule's last."""
+    return attempts_made + 1 > len(schedule)
+
+
+def reversal_after_close(redemption_window: int, reversal_window: int) -> bool:
+    """A reversal is stamped with the window open when it is made, and closing a window opens
+    the next in one transaction: a later window than the redemption's means the redemption's
+    window was closed, its amount in an issued statement, and the deduction lands in the
+    reversal's window (clearing's negative line). Same window: it nets out, nothing to tell."""
+    return reversal_window > redemption_window
 
 
 def endpoint_disable_reason(consecutive_failures: int, threshold: int, last_error: str) -> str | None:
