@@ -6,10 +6,11 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import asyncpg
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
 from services.common.observability import configure_logging, install_request_metrics, probes_router, tcp_check
@@ -45,6 +46,29 @@ def create_app(name: str, start: StartRuntime, routers: list[APIRouter], *, desc
     for router in routers:
         app.include_router(router)
     return app
+
+
+@dataclass(frozen=True)
+class KeyedRequest:
+    """An Idempotency-Key with the path it was sent to. The path is part of what the key stands
+    for: the same key and body on another resource (another order's payment, another booklet's
+    cancellation) is another request, refused with a 409, never answered with the first one's reply."""
+
+    key: str
+    path: str
+
+    def hash(self, body: Any) -> str:
+        return request_hash({"path": self.path, "body": body})
+
+
+def keyed_request(
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)] = None,
+) -> KeyedRequest | None:
+    return None if idempotency_key is None else KeyedRequest(idempotency_key, request.url.path)
+
+
+IdempotencyKey = Annotated[KeyedRequest | None, Depends(keyed_request)]
 
 
 def request_hash(body: Any) -> str:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +25,12 @@ from schemas.events import (
 )
 from schemas.topics import Topic
 from services.common.auth import Principal, Role, require
-from services.common.http import claim_idempotency_key, request_hash, store_idempotent_answer
+from services.common.http import (
+    IdempotencyKey,
+    KeyedRequest,
+    claim_idempotency_key,
+    store_idempotent_answer,
+)
 from services.common.outbox import enqueue, enqueue_many
 from services.common.problems import Problem
 from services.common.runtime import Runtime
@@ -46,7 +51,6 @@ router = APIRouter()
 Finance = Annotated[Principal, Depends(require(Role.FINANCE))]
 FunderOrFinance = Annotated[Principal, Depends(require(Role.FUNDER, Role.FINANCE))]
 FinanceOrService = Annotated[Principal, Depends(require(Role.FINANCE, Role.SERVICE))]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 def runtime(request: Request) -> Runtime:
@@ -62,20 +66,20 @@ async def emit(rt: Runtime, conn: asyncpg.Connection, payload: Any, key: UUID) -
 
 
 async def transact(
-    rt: Rt, principal: Principal, key: str | None, body: Any, action: Any, status: int = 201
+    rt: Rt, principal: Principal, key: KeyedRequest | None, body: Any, action: Any, status: int = 201
 ) -> JSONResponse:
     """Run `action(conn)` in one transaction, with Idempotency-Key replay; domain refusals
     become problem bodies and leave nothing written."""
     try:
         async with rt.pool.acquire() as conn, conn.transaction():
             if key is not None:
-                body_hash = request_hash(body.model_dump(mode="json"))
-                replay = await claim_idempotency_key(conn, principal.label, key, body_hash)
+                body_hash = key.hash(body.model_dump(mode="json"))
+                replay = await claim_idempotency_key(conn, principal.label, key.key, body_hash)
                 if replay is not None:
                     return replay
             answer = await action(conn)
             if key is not None:
-                await store_idempotent_answer(conn, principal.label, key, status, answer)
+                await store_idempotent_answer(conn, principal.label, key.key, status, answer)
     except Refused as exc:
         raise Problem(exc.status, exc.slug, exc.slug.replace("-", " ").capitalize(), exc.detail) from exc
     return JSONResponse(answer, status_code=status)

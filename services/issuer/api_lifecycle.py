@@ -11,11 +11,11 @@ from fastapi.responses import JSONResponse, Response
 
 from schemas.events import PassCancelled, PassExpired, SiteQualificationWithdrawn
 from services.common.auth import Principal, Role, require
+from services.common.http import IdempotencyKey
 from services.common.problems import Problem
 from services.issuer import pg_store, sheets
 from services.issuer.api import (
     Finance,
-    IdempotencyKey,
     Rt,
     create_programme,
     emit,

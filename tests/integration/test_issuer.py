@@ -186,6 +186,24 @@ async def test_idempotency_key_replays_the_answer_and_refuses_another_body(issue
     assert other.status_code == 409 and other.json()["type"].endswith("/idempotency-key-reused")
 
 
+async def test_an_idempotency_key_reused_on_another_resource_is_refused(issuer, pg) -> None:  # type: ignore[no-untyped-def]
+    """Same key, same body, another path: another request (a 409), never the first one's answer."""
+    order = await funded(issuer, booklets=2)
+    _, booklets = await prescriber(issuer, order, 2)
+    headers = {**FINANCE, "Idempotency-Key": uuid.uuid4().hex}
+    body = {"reason": "carnet perdu"}
+    first = await issuer.post(f"/booklets/{booklets[0]}/cancellation", json=body, headers=headers)
+    assert first.status_code == 201
+    before = await outbox_count(pg)
+    other = await issuer.post(f"/booklets/{booklets[1]}/cancellation", json=body, headers=headers)
+    assert other.status_code == 409 and other.json()["type"].endswith("/idempotency-key-reused")
+    assert await outbox_count(pg) == before
+    still = (await issuer.get(f"/booklets/{booklets[1]}", headers=FINANCE)).json()
+    assert all(p["status"] != "cancelled" for p in still["passes"])
+    again = await issuer.post(f"/booklets/{booklets[0]}/cancellation", json=body, headers=headers)
+    assert again.status_code == 201 and again.json() == first.json()
+
+
 async def test_a_prescriber_sees_only_its_own_booklets_and_beneficiaries(issuer) -> None:  # type: ignore[no-untyped-def]
     order = await funded(issuer, booklets=4)
     mine, booklets = await prescriber(issuer, order, 2)
