@@ -8,8 +8,10 @@ processed-event record turns a redelivery into a no-op (invariant 4).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import asyncpg
 import structlog
@@ -93,6 +95,10 @@ class LedgerApplier:
     async def _close(self, conn: asyncpg.Connection, marker: WindowClosed, message: Incoming) -> None:
         if marker.partition != message.partition:
             raise PoisonMessage("WindowClosed marker on another partition than it names")
+        with _cyclic_gc_paused():
+            await self._issue(conn, marker)
+
+    async def _issue(self, conn: asyncpg.Connection, marker: WindowClosed) -> None:
         watch = Stopwatch()
         closed = await pg_store.record_closed_partition(conn, marker)
         window = core.Window(marker)
@@ -152,6 +158,20 @@ class LedgerApplier:
             message=message,
             reason=reason,
         )
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """A close allocates millions of short-lived tuples, strings and dicts, none in a cycle: the
+    cyclic collector's passes over them (and over everything else the process holds) took about a
+    quarter of the close and freed nothing. Reference counting still frees them as they go."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _event_id(event_type: str, name: str) -> uuid.UUID:

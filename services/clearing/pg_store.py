@@ -52,27 +52,6 @@ def _funders_json(funders: tuple[FunderShare, ...]) -> str:
     return json.dumps([f.model_dump(mode="json") for f in funders])
 
 
-async def lines_of(conn: asyncpg.Connection, window_id: int, partition: int) -> list[LedgerLine]:
-    rows = await conn.fetch(
-        "SELECT * FROM ledger_lines WHERE window_id = $1 AND partition = $2", window_id, partition
-    )
-    shares: dict[str, tuple[FunderShare, ...]] = {}  # a programme's shares repeat on every line
-    return [
-        LedgerLine(
-            r["kind"],
-            r["ref_id"],
-            r["site_id"],
-            r["pass_id"],
-            r["programme_id"],
-            r["window_id"],
-            r["amount_cents"],
-            shares.get(r["funders"]) or shares.setdefault(r["funders"], _shares(r["funders"])),
-            r["at"],
-        )
-        for r in rows
-    ]
-
-
 def _shares(funders_json: str) -> tuple[FunderShare, ...]:
     return tuple(FunderShare.model_validate(f) for f in json.loads(funders_json))
 
@@ -81,7 +60,7 @@ def _shares(funders_json: str) -> tuple[FunderShare, ...]:
 # streams whole sites at a time instead of holding the window's lines (a million) at once.
 _WINDOW_LINES = (
     "SELECT site_id::text, at, ref_id::text, kind, pass_id::text, programme_id::text, amount_cents, "
-    "funders::text FROM ledger_lines WHERE window_id = $1 AND partition = $2 ORDER BY site_id"
+    "funders::text FROM ledger_lines WHERE window_id = $1 AND partition = $2 ORDER BY ledger_lines.site_id"
 )
 
 
@@ -126,9 +105,18 @@ async def copy_statements(conn: asyncpg.Connection, issued: list[Issued]) -> Non
     """Statements and their funder parts by COPY (10,000 sites may close at once)."""
     await conn.copy_records_to_table(
         "statements",
-        columns=["statement_id", "window_id", "site_id", "total_cents", "digest", "body"],
+        columns=[
+            "statement_id",
+            "window_id",
+            "site_id",
+            "total_cents",
+            "digest",
+            "body",
+            "expected_payout_date",
+        ],
         records=[
-            (i.statement_id, i.window_id, i.site_id, i.total_cents, i.digest, i.body.decode()) for i in issued
+            (i.statement_id, i.window_id, i.site_id, i.total_cents, i.digest, i.body.decode(), i.payout_date)
+            for i in issued
         ],
     )
     await conn.copy_records_to_table(
@@ -218,10 +206,18 @@ async def save_statements(
     conn: asyncpg.Connection, statements: list[StatementIssued], parts: dict[UUID, tuple[FunderPart, ...]]
 ) -> None:
     await conn.executemany(
-        "INSERT INTO statements (statement_id, window_id, site_id, total_cents, digest, body) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO statements (statement_id, window_id, site_id, total_cents, digest, body, "
+        "expected_payout_date) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         [
-            (st.statement_id, st.window_id, st.site_id, st.total_cents, st.digest, st.model_dump_json())
+            (
+                st.statement_id,
+                st.window_id,
+                st.site_id,
+                st.total_cents,
+                st.digest,
+                st.model_dump_json(),
+                st.expected_payout_date,
+            )
             for st in statements
         ],
     )
@@ -268,8 +264,8 @@ class StatementRow:
 
 async def statement_totals(conn: asyncpg.Connection, window_id: int) -> list[StatementRow]:
     rows = await conn.fetch(
-        "SELECT statement_id, window_id, site_id, total_cents, "
-        "(body->>'expected_payout_date')::date AS expected_payout_date FROM statements WHERE window_id = $1",
+        "SELECT statement_id, window_id, site_id, total_cents, expected_payout_date FROM statements "
+        "WHERE window_id = $1",
         window_id,
     )
     return [StatementRow(**dict(r)) for r in rows]

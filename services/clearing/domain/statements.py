@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -144,13 +145,13 @@ class Issued:
     parts: tuple[FunderPart, ...]
     payload: dict[str, object]
     body: bytes
+    payout_date: date
 
     def model(self) -> StatementIssued:
         return StatementIssued.model_validate_json(self.body)
 
 
-def _by_time(line: Line) -> tuple[datetime, str]:
-    return line.at, line.ref_id
+_by_time = operator.itemgetter(1, 2)  # (at, ref_id)
 
 
 def _parts(ordered: Sequence[Line]) -> tuple[FunderPart, ...]:
@@ -185,7 +186,7 @@ class Window:
         self.window_id = window.window_id
         self.period_start = dumped["opened_at"]
         self.period_end = dumped["closed_at"]
-        self.payout_date = expected_payout_date(window.closed_at).isoformat()
+        self.payout_date = expected_payout_date(window.closed_at)
 
 
 def issue(site_id: str, window: Window, lines: Sequence[Line]) -> Issued:
@@ -218,9 +219,12 @@ def issue(site_id: str, window: Window, lines: Sequence[Line]) -> Issued:
         "funder_amounts": _amounts(parts),
         "lines": out,
         "digest": statement_digest,
-        "expected_payout_date": window.payout_date,
+        "expected_payout_date": window.payout_date.isoformat(),
     }
-    return Issued(sid, window.window_id, site, total, statement_digest, parts, payload, orjson.dumps(payload))
+    body = orjson.dumps(payload)
+    return Issued(
+        sid, window.window_id, site, total, statement_digest, parts, payload, body, window.payout_date
+    )
 
 
 def issue_all(window: Window, lines: Iterable[Line]) -> list[Issued]:
