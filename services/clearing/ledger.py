@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 
 import asyncpg
+import orjson
 import structlog
 from pydantic import ValidationError
 
@@ -32,7 +33,7 @@ from services.clearing.domain import statements as core
 from services.clearing.stages import Stopwatch
 from services.common import metrics
 from services.common.dead_letters import Incoming, PoisonMessage, first_line, record_dead_letter
-from services.common.outbox import enqueue, enqueue_many
+from services.common.outbox import enqueue, enqueue_encoded
 from services.common.runtime import Runtime
 
 log = structlog.get_logger()
@@ -111,7 +112,9 @@ class LedgerApplier:
             watch.lap("build statements")
             await pg_store.copy_statements(conn, statements)
             watch.lap("write statements")
-            await enqueue_many(conn, self._rt.topic(Topic.CLEARING), [self._issued(st) for st in statements])
+            await enqueue_encoded(
+                conn, self._rt.topic(Topic.CLEARING), [self._issued(st) for st in statements]
+            )
             watch.lap("outbox")
             issued += len(statements)
         if closed == marker.partition_count:
@@ -129,17 +132,18 @@ class LedgerApplier:
             seconds=watch.record(),
         )
 
-    def _issued(self, st: core.Issued) -> Envelope:
-        """`_envelope` for a statement the core gave as JSON (no model: the same bytes)."""
-        return Envelope(
+    def _issued(self, st: core.Issued) -> tuple[uuid.UUID, str, bytes]:
+        """A statement's outbox row: the envelope `_envelope` would give, encoded without a model."""
+        head = Envelope(
             event_id=_event_id(StatementIssued.TYPE, str(st.statement_id)),
             type=StatementIssued.TYPE,
             schema_version=StatementIssued.VERSION,
             occurred_at=self._rt.clock.now(),
             producer=self._rt.name,
             key=str(st.site_id),
-            payload=st.payload,
+            payload={},
         )
+        return head.event_id, head.key, encode_envelope(head, st.payload)
 
     async def _emit(self, conn: asyncpg.Connection, payload: Payload, *, key: str, name: str) -> None:
         await enqueue(conn, self._rt.topic(Topic.CLEARING), self._envelope(payload, key=key, name=name))
@@ -158,6 +162,15 @@ class LedgerApplier:
             message=message,
             reason=reason,
         )
+
+
+def encode_envelope(head: Envelope, payload: dict[str, object]) -> bytes:
+    """`head` with `payload`, as `to_bytes()` would write it: pydantic formats the envelope's own
+    fields (its timestamps), orjson the payload, which the core built as JSON already (~5 times
+    faster than pydantic inferring the types of a 20 kB dict; tests compare the bytes)."""
+    fields = head.model_dump(mode="json")
+    fields["payload"] = payload
+    return orjson.dumps(fields)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from schemas.envelope import Envelope
 from schemas.events import FunderShare, WindowClosed
 from services.clearing.domain import statements as core
+from services.clearing.ledger import encode_envelope
 from tests.unit import reference_statements as reference
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -109,8 +110,8 @@ def test_the_digest_of_a_non_ascii_kind_takes_json_s_escapes() -> None:
     _same([line], window())
 
 
-@settings(max_examples=30, deadline=None)
-@given(window_lines())
+@settings(max_examples=40, deadline=None)
+@given(window_lines(kinds=st.sampled_from(("redemption", "reversal")) | st.text(max_size=4)))
 def test_the_outbox_body_is_the_envelope_the_model_gave(lines: list[core.LedgerLine]) -> None:
     marker = window()
     for mine in core.issue_all(core.Window(marker), [core.line_of(line) for line in lines]):
@@ -129,6 +130,4 @@ def test_the_outbox_body_is_the_envelope_the_model_gave(lines: list[core.LedgerL
         assert head.model_copy(update={"payload": mine.payload}).to_bytes() == reference.envelope_bytes(
             head, theirs
         )
-        assert Envelope.model_validate(head.model_dump() | {"payload": mine.payload}).to_bytes() == (
-            reference.envelope_bytes(head, theirs)
-        )
+        assert encode_envelope(head, mine.payload) == reference.envelope_bytes(head, theirs)
