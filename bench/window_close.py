@@ -4,8 +4,10 @@ statements (calls for funds) and the SEPA file, and the clearing worker's peak m
 The window's ledger lines are loaded into clearing's table first (COPY), as the worker would have
 applied them, and the 10,000 sites into the issuer's registry; the timed part starts when the
 WindowClosed markers go on the redemptions topic and ends when the SEPA file is in hand. Issuer and
-clearing run as their own processes; the worker's peak RSS is its VmHWM. `make bench-window-close`;
-BENCH_REDEMPTIONS and BENCH_SITES scale it down."""
+clearing run as their own processes; the worker's peak RSS is its VmHWM. The worker's own
+per-stage timings (reading lines, building statements, writing them, outbox, funder statements,
+payout plan, payout details from the issuer, SEPA build + XSD validation) are read from its
+/metrics. `make bench-window-close`; BENCH_REDEMPTIONS and BENCH_SITES scale it down."""
 
 from __future__ import annotations
 
