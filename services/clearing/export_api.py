@@ -13,6 +13,7 @@ from services.clearing.api import Reader, Rt
 from services.clearing.domain.netting import Deduction
 from services.clearing.domain.payouts import PayoutPlan, plan_payouts
 from services.clearing.issuer_client import payout_accounts
+from services.clearing.stages import Stopwatch
 from services.common.auth import Principal, Role, require
 from services.common.problems import Problem
 from services.common.runtime import Runtime
@@ -97,18 +98,23 @@ def _deduction(d: Deduction) -> dict[str, Any]:
 @router.get("/windows/{window_id}/payouts/sepa")
 async def sepa_file(window_id: int, rt: Rt, who: Finance) -> Response:
     """The window's pain.001.001.03 credit transfer file; IBAN/BIC asked from the issuer now."""
+    watch = Stopwatch()
     plan, statements = await _plan(rt, window_id)
     if not plan.transfers:
         raise Problem(
             409, "nothing-to-pay", "Nothing to pay in this window", f"see /windows/{window_id}/payouts"
         )
+    watch.lap("payout plan")
     accounts = await payout_accounts([t.site_id for t in plan.transfers])
+    watch.lap("payout details")
     xml = exports.sepa_credit_transfers(
         plan,
         accounts,
         payer=rt.extras["payer"],
         execution_date=max(s.expected_payout_date for s in statements),
     )
+    watch.lap("sepa file")
+    watch.record()
     return Response(
         xml,
         media_type="application/xml",

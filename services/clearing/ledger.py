@@ -8,21 +8,32 @@ processed-event record turns a redelivery into a no-op (invariant 4).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import asyncpg
+import orjson
 import structlog
 from pydantic import ValidationError
 
 from schemas.envelope import Envelope
-from schemas.events import PassRedeemed, Payload, RedemptionReversed, WindowClosed, parse_payload
+from schemas.events import (
+    PassRedeemed,
+    Payload,
+    RedemptionReversed,
+    StatementIssued,
+    WindowClosed,
+    parse_payload,
+)
 from schemas.topics import Topic
 from services.clearing import pg_store
 from services.clearing.domain import statements as core
+from services.clearing.stages import Stopwatch
 from services.common import metrics
 from services.common.dead_letters import Incoming, PoisonMessage, first_line, record_dead_letter
-from services.common.outbox import enqueue, enqueue_many
+from services.common.outbox import enqueue, enqueue_encoded
 from services.common.runtime import Runtime
 
 log = structlog.get_logger()
@@ -85,31 +96,61 @@ class LedgerApplier:
     async def _close(self, conn: asyncpg.Connection, marker: WindowClosed, message: Incoming) -> None:
         if marker.partition != message.partition:
             raise PoisonMessage("WindowClosed marker on another partition than it names")
+        with _cyclic_gc_paused():
+            await self._issue(conn, marker)
+
+    async def _issue(self, conn: asyncpg.Connection, marker: WindowClosed) -> None:
+        watch = Stopwatch()
         closed = await pg_store.record_closed_partition(conn, marker)
-        lines = await pg_store.lines_of(conn, marker.window_id, marker.partition)
-        parts = core.parts_for_partition(marker, lines)
-        statements = core.statements_for_partition(marker, lines)
-        # In batches, not a round trip per statement: a window may close 10,000 sites at once.
-        await pg_store.save_statements(conn, statements, parts)
-        await enqueue_many(
-            conn,
-            self._rt.topic(Topic.CLEARING),
-            [self._envelope(st, key=str(st.site_id), name=str(st.statement_id)) for st in statements],
-        )
+        window = core.Window(marker)
+        issued = 0
+        watch.lap("record close")
+        # A few hundred sites at a time, by COPY: a window may close 10,000 sites at once.
+        async for lines in pg_store.window_lines(conn, marker.window_id, marker.partition):
+            watch.lap("read lines")
+            statements = core.issue_all(window, lines)
+            watch.lap("build statements")
+            await pg_store.copy_statements(conn, statements)
+            watch.lap("write statements")
+            await enqueue_encoded(
+                conn, self._rt.topic(Topic.CLEARING), [self._issued(st) for st in statements]
+            )
+            watch.lap("outbox")
+            issued += len(statements)
         if closed == marker.partition_count:
             all_statements = await pg_store.statement_funder_amounts(conn, marker.window_id)
             for fs in core.funder_statements(marker.window_id, all_statements):
                 await pg_store.save_funder_statement(conn, fs)
                 await self._emit(conn, fs, key=str(fs.funder_id), name=str(fs.funder_statement_id))
+            watch.lap("funder statements")
             log.info("window cleared", window_id=marker.window_id, statements=len(all_statements))
+        log.info(
+            "partition closed",
+            window_id=marker.window_id,
+            partition=marker.partition,
+            statements=issued,
+            seconds=watch.record(),
+        )
+
+    def _issued(self, st: core.Issued) -> tuple[uuid.UUID, str, bytes]:
+        """A statement's outbox row: the envelope `_envelope` would give, encoded without a model."""
+        head = Envelope(
+            event_id=_event_id(StatementIssued.TYPE, str(st.statement_id)),
+            type=StatementIssued.TYPE,
+            schema_version=StatementIssued.VERSION,
+            occurred_at=self._rt.clock.now(),
+            producer=self._rt.name,
+            key=str(st.site_id),
+            payload={},
+        )
+        return head.event_id, head.key, encode_envelope(head, st.payload)
 
     async def _emit(self, conn: asyncpg.Connection, payload: Payload, *, key: str, name: str) -> None:
         await enqueue(conn, self._rt.topic(Topic.CLEARING), self._envelope(payload, key=key, name=name))
 
     def _envelope(self, payload: Payload, *, key: str, name: str) -> Envelope:
-        # Deterministic event ids: the same statement is the same event, however often computed.
         return self._rt.events.envelope(payload, key=key).model_copy(
-            update={"event_id": uuid.uuid5(EVENT_NS, f"{payload.TYPE}:{name}")}
+            update={"event_id": _event_id(payload.TYPE, name)}
         )
 
     async def _dead_letter(self, conn: asyncpg.Connection, message: Incoming, reason: str) -> None:
@@ -121,6 +162,34 @@ class LedgerApplier:
             message=message,
             reason=reason,
         )
+
+
+def encode_envelope(head: Envelope, payload: dict[str, object]) -> bytes:
+    """`head` with `payload`, as `to_bytes()` would write it: pydantic formats the envelope's own
+    fields (its timestamps), orjson the payload, which the core built as JSON already (~5 times
+    faster than pydantic inferring the types of a 20 kB dict; tests compare the bytes)."""
+    fields = head.model_dump(mode="json")
+    fields["payload"] = payload
+    return orjson.dumps(fields)
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """A close allocates millions of short-lived tuples, strings and dicts, none in a cycle: the
+    cyclic collector's passes over them (and over everything else the process holds) took about a
+    quarter of the close and freed nothing. Reference counting still frees them as they go."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _event_id(event_type: str, name: str) -> uuid.UUID:
+    # Deterministic event ids: the same statement is the same event, however often computed.
+    return uuid.uuid5(EVENT_NS, f"{event_type}:{name}")
 
 
 async def _first_time(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:

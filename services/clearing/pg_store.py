@@ -6,7 +6,7 @@ import dataclasses
 import functools
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import date, datetime
 from uuid import UUID
 
@@ -15,7 +15,7 @@ import asyncpg
 from schemas.events import FunderAmount, FunderShare, FunderStatementIssued, StatementIssued, WindowClosed
 from services.clearing.domain.coverage import Coverage, Key, StatementDue, assess
 from services.clearing.domain.payouts import FunderLine, Names
-from services.clearing.domain.statements import FunderPart, LedgerLine
+from services.clearing.domain.statements import FunderPart, Issued, LedgerLine, Line
 
 
 async def add_lines(conn: asyncpg.Connection, lines: list[tuple[LedgerLine, int]]) -> None:
@@ -53,29 +53,82 @@ def _funders_json(funders: tuple[FunderShare, ...]) -> str:
     return json.dumps([f.model_dump(mode="json") for f in funders])
 
 
-async def lines_of(conn: asyncpg.Connection, window_id: int, partition: int) -> list[LedgerLine]:
-    rows = await conn.fetch(
-        "SELECT * FROM ledger_lines WHERE window_id = $1 AND partition = $2", window_id, partition
-    )
-    shares: dict[str, tuple[FunderShare, ...]] = {}  # a programme's shares repeat on every line
-    return [
-        LedgerLine(
-            r["kind"],
-            r["ref_id"],
-            r["site_id"],
-            r["pass_id"],
-            r["programme_id"],
-            r["window_id"],
-            r["amount_cents"],
-            shares.get(r["funders"]) or shares.setdefault(r["funders"], _shares(r["funders"])),
-            r["at"],
-        )
-        for r in rows
-    ]
-
-
 def _shares(funders_json: str) -> tuple[FunderShare, ...]:
     return tuple(FunderShare.model_validate(f) for f in json.loads(funders_json))
+
+
+# Ids as text (Postgres prints canonical uuids, as str(UUID) does) in site order: the close
+# streams whole sites at a time instead of holding the window's lines (a million) at once.
+_WINDOW_LINES = (
+    "SELECT site_id::text, at, ref_id::text, kind, pass_id::text, programme_id::text, amount_cents, "
+    "funders::text FROM ledger_lines WHERE window_id = $1 AND partition = $2 ORDER BY ledger_lines.site_id"
+)
+
+
+async def window_lines(
+    conn: asyncpg.Connection, window_id: int, partition: int, *, rows: int = 20_000
+) -> AsyncIterator[list[Line]]:
+    """The window's lines on a partition, a few hundred whole sites at a time, in site id order
+    (a server-side cursor: needs the caller's transaction)."""
+    cursor = await conn.cursor(_WINDOW_LINES, window_id, partition)
+    shares: dict[str, tuple[tuple[str, int], ...]] = {}  # a programme's shares repeat on every line
+    held: list[Line] = []
+    while batch := await cursor.fetch(rows):
+        held.extend(
+            Line(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                shares.get(r[7]) or shares.setdefault(r[7], _pairs(r[7])),
+            )
+            for r in batch
+        )
+        cut = len(held)
+        last_site = held[-1].site_id
+        while cut and held[cut - 1].site_id == last_site:
+            cut -= 1  # the last site may go on in the next batch
+        if cut:
+            yield held[:cut]
+            held = held[cut:]
+    if held:
+        yield held
+
+
+def _pairs(funders_json: str) -> tuple[tuple[str, int], ...]:
+    return tuple((str(f.funder_id), f.share_bp) for f in _shares(funders_json))
+
+
+async def copy_statements(conn: asyncpg.Connection, issued: list[Issued]) -> None:
+    """Statements and their funder parts by COPY (10,000 sites may close at once)."""
+    await conn.copy_records_to_table(
+        "statements",
+        columns=[
+            "statement_id",
+            "window_id",
+            "site_id",
+            "total_cents",
+            "digest",
+            "body",
+            "expected_payout_date",
+        ],
+        records=[
+            (i.statement_id, i.window_id, i.site_id, i.total_cents, i.digest, i.body.decode(), i.payout_date)
+            for i in issued
+        ],
+    )
+    await conn.copy_records_to_table(
+        "statement_parts",
+        columns=["statement_id", "window_id", "site_id", "programme_id", "funder_id", "amount_cents"],
+        records=[
+            (i.statement_id, i.window_id, i.site_id, p.programme_id, p.funder_id, p.amount_cents)
+            for i in issued
+            for p in i.parts
+        ],
+    )
 
 
 async def record_closed_partition(conn: asyncpg.Connection, marker: WindowClosed) -> int:
@@ -154,10 +207,18 @@ async def save_statements(
     conn: asyncpg.Connection, statements: list[StatementIssued], parts: dict[UUID, tuple[FunderPart, ...]]
 ) -> None:
     await conn.executemany(
-        "INSERT INTO statements (statement_id, window_id, site_id, total_cents, digest, body) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO statements (statement_id, window_id, site_id, total_cents, digest, body, "
+        "expected_payout_date) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         [
-            (st.statement_id, st.window_id, st.site_id, st.total_cents, st.digest, st.model_dump_json())
+            (
+                st.statement_id,
+                st.window_id,
+                st.site_id,
+                st.total_cents,
+                st.digest,
+                st.model_dump_json(),
+                st.expected_payout_date,
+            )
             for st in statements
         ],
     )
@@ -204,8 +265,8 @@ class StatementRow:
 
 async def statement_totals(conn: asyncpg.Connection, window_id: int) -> list[StatementRow]:
     rows = await conn.fetch(
-        "SELECT statement_id, window_id, site_id, total_cents, "
-        "(body->>'expected_payout_date')::date AS expected_payout_date FROM statements WHERE window_id = $1",
+        "SELECT statement_id, window_id, site_id, total_cents, expected_payout_date FROM statements "
+        "WHERE window_id = $1",
         window_id,
     )
     return [StatementRow(**dict(r)) for r in rows]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 from dataclasses import dataclass
+from uuid import UUID
 
 import asyncpg
 import structlog
@@ -136,8 +137,13 @@ async def _wait(stop: asyncio.Event, seconds: float) -> bool:
 
 async def enqueue_many(conn: asyncpg.Connection, topic: str, envelopes: list[Envelope]) -> None:
     """`enqueue` for a batch (e.g. the thousands of booklets of an order) in one pipelined call."""
+    await enqueue_encoded(conn, topic, [(e.event_id, e.key, e.to_bytes()) for e in envelopes])
+
+
+async def enqueue_encoded(conn: asyncpg.Connection, topic: str, rows: list[tuple[UUID, str, bytes]]) -> None:
+    """`enqueue_many` for envelopes already encoded: (event id, key, the envelope's JSON)."""
     await conn.executemany(
         "INSERT INTO outbox (event_id, topic, key, partition, body) VALUES ($1, $2, $3, NULL, $4) "
         "ON CONFLICT (event_id) DO NOTHING",
-        [(e.event_id, topic, e.key, e.to_bytes()) for e in envelopes],
+        [(event_id, topic, key, body) for event_id, key, body in rows],
     )

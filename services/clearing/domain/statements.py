@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+import orjson
 
 from schemas.events import (
     FunderAmount,
@@ -18,7 +21,6 @@ from schemas.events import (
     PassRedeemed,
     RedemptionReversed,
     StatementIssued,
-    StatementLine,
     WindowClosed,
 )
 from services.common.money import split_by_shares
@@ -86,92 +88,171 @@ class FunderPart:
     amount_cents: int
 
 
-def funder_parts(lines: Sequence[LedgerLine]) -> tuple[FunderPart, ...]:
-    """Split per programme (each has its own shares), programmes in id order."""
-    per_programme: dict[uuid.UUID, int] = defaultdict(int)
-    shares: dict[uuid.UUID, tuple[FunderShare, ...]] = {}
-    for line in lines:
-        per_programme[line.programme_id] += line.amount_cents
-        shares.setdefault(line.programme_id, line.funders)
-    parts: list[FunderPart] = []
-    for programme_id in sorted(per_programme, key=str):
-        funders = shares[programme_id]
-        split = split_by_shares(per_programme[programme_id], [f.share_bp for f in funders])
-        parts.extend(FunderPart(programme_id, f.funder_id, a) for f, a in zip(funders, split, strict=True))
-    return tuple(parts)
-
-
-def funder_split(lines: Sequence[LedgerLine]) -> tuple[FunderAmount, ...]:
-    """Split per programme, then add up per funder."""
-    totals: dict[uuid.UUID, int] = {}
-    for part in funder_parts(lines):
-        totals[part.funder_id] = totals.get(part.funder_id, 0) + part.amount_cents
-    return tuple(FunderAmount(funder_id=f, amount_cents=a) for f, a in totals.items())
-
-
 def digest(items: Iterable[dict[str, object]]) -> str:
     canonical = json.dumps(list(items), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def statement(site_id: uuid.UUID, window: WindowClosed, lines: Sequence[LedgerLine]) -> StatementIssued:
-    ordered = sorted(lines, key=lambda line: (line.at, str(line.ref_id)))
-    statement_lines = tuple(
-        StatementLine(
-            kind=line.kind,
-            ref_id=line.ref_id,
-            pass_id=line.pass_id,
-            programme_id=line.programme_id,
-            amount_cents=line.amount_cents,
-        )
+def _lines_digest(lines: list[dict[str, object]]) -> str:
+    """`digest(lines)` for statement lines (strings and ints only), ~20 times faster: orjson's
+    sorted compact output is json.dumps(sort_keys=True, separators=(",", ":"))'s byte for byte
+    when it is printable ASCII; anything else (a \\u escape, an int beyond 64 bits) takes the json path."""
+    try:
+        canonical = orjson.dumps(lines, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return digest(lines)
+    printable = canonical.isascii() and b"\x7f" not in canonical  # json escapes DEL too
+    return hashlib.sha256(canonical).hexdigest() if printable else digest(lines)
+
+
+class Line(NamedTuple):
+    """A window's ledger line as the close reads it: ids as canonical (lower-case, hyphenated)
+    strings, the programme's shares as (funder id, basis points) in the programme's order."""
+
+    site_id: str
+    at: datetime
+    ref_id: str
+    kind: str
+    pass_id: str
+    programme_id: str
+    amount_cents: int
+    funders: tuple[tuple[str, int], ...]
+
+
+def line_of(line: LedgerLine) -> Line:
+    return Line(
+        str(line.site_id),
+        line.at,
+        str(line.ref_id),
+        line.kind,
+        str(line.pass_id),
+        str(line.programme_id),
+        line.amount_cents,
+        tuple((str(f.funder_id), f.share_bp) for f in line.funders),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A statement as the close stores and emits it: `payload` is exactly what
+    `StatementIssued.model_dump(mode="json")` gives, `body` what `model_dump_json()` gives."""
+
+    statement_id: uuid.UUID
+    window_id: int
+    site_id: uuid.UUID
+    total_cents: int
+    digest: str
+    parts: tuple[FunderPart, ...]
+    payload: dict[str, object]
+    body: bytes
+    payout_date: date
+
+    def model(self) -> StatementIssued:
+        return StatementIssued.model_validate_json(self.body)
+
+
+_by_time = operator.itemgetter(1, 2)  # (at, ref_id)
+
+
+def _parts(ordered: Sequence[Line]) -> tuple[FunderPart, ...]:
+    """Split per programme (each has its own shares), programmes in id order."""
+    per_programme: dict[str, int] = defaultdict(int)
+    shares: dict[str, tuple[tuple[str, int], ...]] = {}
+    for line in ordered:
+        per_programme[line.programme_id] += line.amount_cents
+        shares.setdefault(line.programme_id, line.funders)
+    parts: list[FunderPart] = []
+    for programme_id in sorted(per_programme):
+        funders = shares[programme_id]
+        split = split_by_shares(per_programme[programme_id], [bp for _, bp in funders])
+        programme = uuid.UUID(programme_id)
+        parts.extend(FunderPart(programme, uuid.UUID(f), a) for (f, _), a in zip(funders, split, strict=True))
+    return tuple(parts)
+
+
+def _amounts(parts: Sequence[FunderPart]) -> list[dict[str, object]]:
+    """The parts added up per funder, funders in order of first appearance."""
+    totals: dict[uuid.UUID, int] = {}
+    for part in parts:
+        totals[part.funder_id] = totals.get(part.funder_id, 0) + part.amount_cents
+    return [{"funder_id": str(f), "amount_cents": a} for f, a in totals.items()]
+
+
+class Window:
+    """What every statement of a window repeats, computed once."""
+
+    def __init__(self, window: WindowClosed) -> None:
+        dumped = window.model_dump(mode="json")  # pydantic's own datetime format, as the models give
+        self.window_id = window.window_id
+        self.period_start = dumped["opened_at"]
+        self.period_end = dumped["closed_at"]
+        self.payout_date = expected_payout_date(window.closed_at)
+
+
+def issue(site_id: str, window: Window, lines: Sequence[Line]) -> Issued:
+    """A site's statement for the window: lines by time, totals, funder split, digest."""
+    ordered = sorted(lines, key=_by_time)
+    out = [
+        {
+            "kind": line.kind,
+            "ref_id": line.ref_id,
+            "pass_id": line.pass_id,
+            "programme_id": line.programme_id,
+            "amount_cents": line.amount_cents,
+        }
         for line in ordered
-    )
-    return StatementIssued(
-        statement_id=statement_id(window.window_id, site_id),
-        window_id=window.window_id,
-        site_id=site_id,
-        period_start=window.opened_at,
-        period_end=window.closed_at,
-        redemptions=sum(1 for line in ordered if line.kind == "redemption"),
-        reversals=sum(1 for line in ordered if line.kind == "reversal"),
-        total_cents=sum(line.amount_cents for line in ordered),
-        funder_amounts=funder_split(ordered),
-        lines=statement_lines,
-        digest=digest(_canonical(line) for line in ordered),
-        expected_payout_date=expected_payout_date(window.closed_at),
-    )
-
-
-def _canonical(line: LedgerLine) -> dict[str, object]:
-    """What StatementLine.model_dump(mode="json") gives, without the model (same digest)."""
-    return {
-        "kind": line.kind,
-        "ref_id": str(line.ref_id),
-        "pass_id": str(line.pass_id),
-        "programme_id": str(line.programme_id),
-        "amount_cents": line.amount_cents,
+    ]
+    parts = _parts(ordered)
+    total = sum(line.amount_cents for line in ordered)
+    site = uuid.UUID(site_id)
+    sid = statement_id(window.window_id, site)
+    statement_digest = _lines_digest(out)
+    payload: dict[str, object] = {
+        "statement_id": str(sid),
+        "window_id": window.window_id,
+        "site_id": site_id,
+        "period_start": window.period_start,
+        "period_end": window.period_end,
+        "redemptions": sum(1 for line in ordered if line.kind == "redemption"),
+        "reversals": sum(1 for line in ordered if line.kind == "reversal"),
+        "total_cents": total,
+        "funder_amounts": _amounts(parts),
+        "lines": out,
+        "digest": statement_digest,
+        "expected_payout_date": window.payout_date.isoformat(),
     }
+    body = orjson.dumps(payload)
+    return Issued(
+        sid, window.window_id, site, total, statement_digest, parts, payload, body, window.payout_date
+    )
+
+
+def issue_all(window: Window, lines: Iterable[Line]) -> list[Issued]:
+    """The statements of every site with lines of this window among `lines`, in site id order."""
+    by_site: dict[str, list[Line]] = defaultdict(list)
+    for line in lines:
+        by_site[line.site_id].append(line)
+    return [issue(site, window, by_site[site]) for site in sorted(by_site)]
+
+
+def statement(site_id: uuid.UUID, window: WindowClosed, lines: Sequence[LedgerLine]) -> StatementIssued:
+    return issue(str(site_id), Window(window), [line_of(line) for line in lines]).model()
+
+
+def _of_window(window: WindowClosed, lines: Iterable[LedgerLine]) -> list[Line]:
+    return [line_of(line) for line in lines if line.window_id == window.window_id]
 
 
 def statements_for_partition(window: WindowClosed, lines: Iterable[LedgerLine]) -> list[StatementIssued]:
     """The statements of every site whose ledger had lines in this window on this partition."""
-    by_site: dict[uuid.UUID, list[LedgerLine]] = defaultdict(list)
-    for line in lines:
-        if line.window_id == window.window_id:
-            by_site[line.site_id].append(line)
-    return [statement(site, window, by_site[site]) for site in sorted(by_site, key=str)]
+    return [issued.model() for issued in issue_all(Window(window), _of_window(window, lines))]
 
 
 def parts_for_partition(
     window: WindowClosed, lines: Iterable[LedgerLine]
 ) -> dict[uuid.UUID, tuple[FunderPart, ...]]:
     """Per site of this partition, the per-programme funder parts behind its statement."""
-    by_site: dict[uuid.UUID, list[LedgerLine]] = defaultdict(list)
-    for line in lines:
-        if line.window_id == window.window_id:
-            by_site[line.site_id].append(line)
-    ordered = {s: sorted(ls, key=lambda line: (line.at, str(line.ref_id))) for s, ls in by_site.items()}
-    return {site: funder_parts(ordered[site]) for site in sorted(ordered, key=str)}
+    return {issued.site_id: issued.parts for issued in issue_all(Window(window), _of_window(window, lines))}
 
 
 class HasFunderAmounts(Protocol):
