@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import structlog
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import PassRedeemed, RedemptionReversed, WindowClosed
+from schemas.events import RedemptionReversed, WindowClosed
 from schemas.pass_codes import InvalidCode, normalize
 from schemas.topics import Topic
 from services.common.auth import Principal, Role, require
@@ -26,6 +26,7 @@ from services.common.runtime import Runtime
 from services.redemption import pg_store
 from services.redemption.domain import rules
 from services.redemption.domain.rules import Refusal
+from services.redemption.group_commit import GroupCommit
 from services.redemption.settings import RedemptionSettings
 
 router = APIRouter()
@@ -69,76 +70,70 @@ async def redeem(body: RedemptionRequest, rt: Rt, site: Site, key: IdempotencyKe
         code = normalize(body.code)  # a mistyped code is refused before any lookup
     except InvalidCode as exc:
         raise Problem(422, "mistyped-code", "Mistyped pass code", str(exc)) from exc
-    site_id = UUID(site.subject)
-    try:
-        async with rt.pool.acquire() as conn, conn.transaction():
-            if key is not None:
-                replay = await claim_idempotency_key(
-                    conn, site.label, key, request_hash(body.model_dump(mode="json"))
-                )
-                if replay is not None:
-                    return replay
-            answer = await accept(rt, conn, site_id, code, body)
-            if key is not None:
-                await store_idempotent_answer(conn, site.label, key, 201, answer)
-    except Refusal as exc:
-        raise refused(exc) from exc
-    return JSONResponse(answer, status_code=201)
-
-
-async def accept(
-    rt: Runtime, conn: asyncpg.Connection, site_id: UUID, code: str, body: RedemptionRequest
-) -> dict[str, Any]:
-    found = await pg_store.pass_for_site(conn, code, site_id)
-    now = rt.clock.now()
-    rules.check_redeemable(
-        found[0] if found else None,
-        qualified=found is not None and found[3],
-        today=now.astimezone(PARIS).date(),
-        learning_path=body.learning_path,
-    )
-    assert found is not None
-    pass_view, funders, face_value, _ = found
-    redemption_id = rt.ids.new()
-    # pass_for_site took the window lock (shared); this later statement reads the open window.
-    window_id = await conn.fetchval(
-        "WITH w AS (SELECT window_id FROM current_window) "
-        "INSERT INTO redemptions (redemption_id, pass_id, site_id, programme_id, window_id, face_value_cents, "
-        "learning_path, workshop_date, duration_minutes, accepted_at) "
-        "SELECT $1, $2, $3, $4, w.window_id, $5, $6, $7, $8, $9 FROM w "
-        "ON CONFLICT (pass_id) WHERE NOT reversed DO NOTHING RETURNING window_id",
-        redemption_id,
-        pass_view.pass_id,
-        site_id,
-        pass_view.programme_id,
-        face_value,
+    request = pg_store.Redeem(
+        code,
+        UUID(site.subject),
         body.learning_path,
         body.workshop_date,
         body.duration_minutes,
-        now,
+        redemption_id=rt.ids.new(),
+        event_id=rt.ids.new(),
     )
-    inserted = window_id is not None
-    if not inserted:
-        raise rules.ALREADY_REDEEMED
-    event = PassRedeemed(
-        redemption_id=redemption_id,
-        pass_id=pass_view.pass_id,
-        site_id=site_id,
-        programme_id=pass_view.programme_id,
-        window_id=window_id,
-        face_value_cents=face_value,
-        funders=funders,
-        learning_path=body.learning_path,
-        workshop_date=body.workshop_date,
-        accepted_at=now,
-    )
-    await enqueue(conn, rt.topic(Topic.REDEMPTIONS), rt.events.envelope(event, key=str(site_id)))
+    if key is None:
+        # Without a key, requests arriving together share one statement and one commit.
+        redeemer: GroupCommit[pg_store.Redeem, pg_store.Outcome] = rt.extras["redeemer"]
+        return accepted(await redeemer.submit(request))
+    async with rt.pool.acquire() as conn, conn.transaction():
+        replay = await claim_idempotency_key(
+            conn, site.label, key, request_hash(body.model_dump(mode="json"))
+        )
+        if replay is not None:
+            return replay
+        outcome = await pg_store.redeem(conn, request, stamp(rt))
+        answer = accepted(outcome)  # a refusal rolls the claim back with the rest
+        await store_idempotent_answer(conn, site.label, key, 201, answer_body(outcome))
+    return answer
+
+
+def stamp(rt: Runtime) -> pg_store.Stamp:
+    now = rt.clock.now()
+    return pg_store.Stamp(now, now.astimezone(PARIS).date(), rt.topic(Topic.REDEMPTIONS), rt.name)
+
+
+def accepted(outcome: pg_store.Outcome) -> JSONResponse:
+    if outcome.outcome != "accepted":
+        raise refused(
+            rules.refusal(
+                outcome.outcome,
+                valid_from=outcome.valid_from,
+                valid_until=outcome.valid_until,
+                learning_paths=outcome.learning_paths,
+            )
+        )
+    return JSONResponse(answer_body(outcome), status_code=201)
+
+
+def answer_body(outcome: pg_store.Outcome) -> dict[str, Any]:
     return {
-        "redemption_id": str(redemption_id),
-        "window_id": window_id,
-        "amount_cents": face_value,
-        "accepted_at": now.isoformat(),
+        "redemption_id": str(outcome.redemption_id),
+        "window_id": outcome.window_id,
+        "amount_cents": outcome.face_value_cents,
+        "accepted_at": outcome.accepted_at.isoformat(),
     }
+
+
+def redeemer(rt: Runtime) -> GroupCommit[pg_store.Redeem, pg_store.Outcome]:
+    """The service's group commit of redemptions (one per process)."""
+
+    async def run_batch(batch: Sequence[pg_store.Redeem]) -> list[pg_store.Outcome]:
+        async with rt.pool.acquire() as conn:
+            return await pg_store.redeem_many(conn, batch, stamp(rt))
+
+    async def run_one(request: pg_store.Redeem) -> pg_store.Outcome:
+        async with rt.pool.acquire() as conn:
+            return await pg_store.redeem(conn, request, stamp(rt))
+
+    return GroupCommit(run_batch, run_one)
 
 
 @router.post("/redemptions/{redemption_id}/reversal", status_code=201, tags=["redemptions"])
