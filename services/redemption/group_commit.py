@@ -4,7 +4,8 @@ transaction, each request getting its own answer.
 A request waits at most for the batch in flight to finish (plus one turn of the event loop): at
 low load a batch is one request; under load the requests that arrived meanwhile go together.
 When a whole batch fails (an error, not a refusal: refusals are answers), its transaction wrote
-nothing, and each of its requests is run again alone, so one bad request fails only itself.
+nothing, and each of its requests is run again alone, in order, so one bad request fails only
+itself.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class GroupCommit(Generic[Item, Answer]):
                 _fail(batch[0][1], exc)
                 return
             log.warning("a batch failed; running its requests one by one", size=len(batch), error=repr(exc))
-            await asyncio.gather(*(self._alone(item, future) for item, future in batch))
+            for item, future in batch:  # in order, so the answers are those of one-by-one calls
+                await self._alone(item, future)
             return
         for (_, future), answer in zip(batch, answers, strict=True):
             if not future.done():

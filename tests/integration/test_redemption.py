@@ -245,3 +245,234 @@ async def test_a_site_reads_only_its_own_redemptions_and_finance_reads_all(stack
     assert (
         await redemption.get(f"/redemptions/{theirs['redemption_id']}", headers=FINANCE)
     ).status_code == 200
+
+
+def _rt():  # type: ignore[no-untyped-def]
+    from services.redemption.app import app as redemption_app
+
+    return redemption_app.state.runtime
+
+
+async def test_each_outcome_of_the_database_function_is_the_problem_body_the_rules_word(
+    stack,
+    programme,  # type: ignore[no-untyped-def]
+) -> None:
+    """redeem_pass (migration 003) decides in SQL; the API words its outcome with rules.refusal.
+    Passes in every state, written straight into the projection, get the bodies the rules give
+    (the check-character and qualification cases are in the test above)."""
+    import json
+    import random
+    from datetime import date, timedelta
+
+    from schemas.pass_codes import ALPHABET, make_code, normalize
+    from services.redemption.domain.rules import refusal
+
+    _, redemption = stack
+    pool = _rt().pool
+    rng = random.Random()
+    today = date.today()
+    codes: dict[str, str] = {}
+    for name, valid_from, valid_until, grace in (
+        ("future", today + timedelta(days=30), today + timedelta(days=400), 0),
+        ("past", date(2020, 1, 1), date(2020, 12, 31), 31),
+    ):
+        pid = uuid.uuid4()
+        await pool.execute(
+            "INSERT INTO programmes (programme_id, face_value_cents, valid_from, valid_until, grace_days, "
+            "learning_paths, funders) VALUES ($1, 1000, $2, $3, $4, $5, $6)",
+            pid,
+            valid_from,
+            valid_until,
+            grace,
+            ["basic-skills", "parenting"],
+            json.dumps([{"funder_id": str(uuid.uuid4()), "share_bp": 10_000}]),
+        )
+        await pool.execute("INSERT INTO qualifications VALUES ($1, $2)", uuid.UUID(programme.sites[0]), pid)
+        codes[name] = make_code("".join(rng.choice(ALPHABET) for _ in range(10)))
+        await pool.execute(
+            "INSERT INTO passes (pass_id, code, programme_id, booklet_id) VALUES ($1, $2, $3, $4)",
+            uuid.uuid4(),
+            codes[name],
+            pid,
+            uuid.uuid4(),
+        )
+    for status in ("cancelled", "expired"):
+        codes[status] = normalize(programme.codes.pop())
+        await pool.execute("UPDATE passes SET status = $2 WHERE code = $1", codes[status], status)
+    codes["unknown"] = make_code("".join(rng.choice(ALPHABET) for _ in range(10)))
+
+    async def terms(code: str) -> dict[str, object]:
+        row = await pool.fetchrow(
+            "SELECT valid_from, valid_until, learning_paths FROM passes JOIN programmes USING (programme_id) "
+            "WHERE code = $1",
+            code,
+        )
+        return {} if row is None else {**dict(row), "learning_paths": tuple(row["learning_paths"])}
+
+    async def answers_as_worded(name: str, slug: str, path: str = "basic-skills") -> None:
+        r = await redemption.post("/redemptions", json=body(codes[name], path), headers=site(programme, 0))
+        expected = refusal(slug, **await terms(codes[name]))  # type: ignore[arg-type]
+        assert r.status_code == expected.status, (name, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        got = r.json()
+        assert got["type"].endswith(slug) and (got["title"], got["detail"]) == (
+            expected.title,
+            expected.detail,
+        )
+
+    await answers_as_worded("unknown", "unknown-pass")
+    await answers_as_worded("cancelled", "pass-cancelled")
+    await answers_as_worded("expired", "pass-expired")
+    await answers_as_worded("future", "pass-not-yet-valid")
+    await answers_as_worded("past", "pass-expired")
+    await answers_as_worded("past", "pass-expired", "astrology")  # expiry is checked first, as in the rules
+    await pool.execute(
+        "UPDATE programmes SET valid_from = $1 FROM passes p "
+        "WHERE p.code = $2 AND programmes.programme_id = p.programme_id",
+        today,
+        codes["future"],
+    )
+    await answers_as_worded("future", "unknown-learning-path", "astrology")
+    written = await pool.fetchval(
+        "SELECT count(*) FROM redemptions r JOIN passes p USING (pass_id) WHERE p.code = ANY($1)",
+        list(codes.values()),
+    )
+    assert written == 0
+    # Now valid, the pass is accepted: none of the refusals used it.
+    r = await redemption.post("/redemptions", json=body(codes["future"]), headers=site(programme, 0))
+    assert r.status_code == 201
+
+
+async def test_the_event_is_the_bytes_the_envelope_writes(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    """The outbox row written in SQL is byte for byte what Envelope(PassRedeemed(...)).to_bytes()
+    gives for the same values (the clearing consumer and the auditor read these bytes)."""
+    from schemas.envelope import Envelope
+    from schemas.events import FunderShare
+
+    _, redemption = stack
+    pool = _rt().pool
+    r = await redemption.post("/redemptions", json=body(programme.codes.pop()), headers=site(programme, 1))
+    assert r.status_code == 201
+    answer = r.json()
+    row = await pool.fetchrow(
+        "SELECT o.key, o.partition, o.body, r.pass_id, r.accepted_at FROM outbox o "
+        "JOIN redemptions r ON convert_from(o.body, 'UTF8') LIKE ('%\"redemption_id\":\"' || r.redemption_id || '\"%') "
+        "WHERE r.redemption_id = $1",
+        uuid.UUID(answer["redemption_id"]),
+    )
+    assert row["key"] == programme.sites[1] and row["partition"] is None
+    stored = Envelope.from_bytes(row["body"])
+    funders = await pool.fetchval(
+        "SELECT funders::text FROM programmes WHERE programme_id = $1", uuid.UUID(programme.programme_id)
+    )
+    import json
+
+    rebuilt = Envelope(
+        event_id=stored.event_id,
+        type="PassRedeemed",
+        schema_version=1,
+        occurred_at=row["accepted_at"],
+        producer="redemption",
+        key=programme.sites[1],
+        payload=PassRedeemed(
+            redemption_id=uuid.UUID(answer["redemption_id"]),
+            pass_id=row["pass_id"],
+            site_id=uuid.UUID(programme.sites[1]),
+            programme_id=uuid.UUID(programme.programme_id),
+            window_id=answer["window_id"],
+            face_value_cents=answer["amount_cents"],
+            funders=tuple(FunderShare.model_validate(f) for f in json.loads(funders)),
+            learning_path="basic-skills",
+            workshop_date=date_of("2026-11-20"),
+            accepted_at=row["accepted_at"],
+        ).model_dump(mode="json"),
+    )
+    assert bytes(row["body"]) == rebuilt.to_bytes()
+    assert [f["funder_id"] for f in stored.payload["funders"]] == programme.funders
+
+
+def date_of(text: str):  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    return date.fromisoformat(text)
+
+
+async def test_a_failing_request_fails_alone_and_a_batch_decides_as_one_by_one(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    """Group commit on the real database: six requests in one batch, one of which breaks the
+    batch's statement (its redemption id is taken), another a second try at the same pass. The
+    batch rolls back, each request runs alone: four accepted, the repeat refused, the bad one
+    fails with its own error and writes nothing."""
+    import asyncpg
+
+    from schemas.pass_codes import normalize
+    from services.redemption import pg_store
+    from services.redemption.api import stamp
+    from services.redemption.group_commit import GroupCommit
+
+    rt = _rt()
+    taken = await rt.pool.fetchval("SELECT redemption_id FROM redemptions LIMIT 1")
+    assert taken is not None
+    sizes: list[int] = []
+
+    async def run_batch(batch):  # type: ignore[no-untyped-def]
+        sizes.append(len(batch))
+        async with rt.pool.acquire() as conn:
+            return await pg_store.redeem_many(conn, batch, stamp(rt))
+
+    async def run_one(request):  # type: ignore[no-untyped-def]
+        async with rt.pool.acquire() as conn:
+            return await pg_store.redeem(conn, request, stamp(rt))
+
+    group = GroupCommit(run_batch, run_one)
+    codes = [normalize(programme.codes.pop()) for _ in range(5)]
+
+    def request(code: str, redemption_id: uuid.UUID | None = None) -> pg_store.Redeem:
+        return pg_store.Redeem(
+            code,
+            uuid.UUID(programme.sites[0]),
+            "basic-skills",
+            date_of("2026-11-20"),
+            60,
+            redemption_id=redemption_id or uuid.uuid4(),
+            event_id=uuid.uuid4(),
+        )
+
+    bad = request(codes[4], taken)
+    requests = [
+        request(codes[0]),
+        request(codes[1]),
+        request(codes[1]),
+        request(codes[2]),
+        bad,
+        request(codes[3]),
+    ]
+    answers = await asyncio.gather(*(group.submit(r) for r in requests), return_exceptions=True)
+    assert sizes == [6]
+    assert [a.outcome if isinstance(a, pg_store.Outcome) else type(a) for a in answers] == [
+        "accepted",
+        "accepted",
+        "already-redeemed",
+        "accepted",
+        asyncpg.UniqueViolationError,
+        "accepted",
+    ]
+    assert await rt.pool.fetchval("SELECT count(*) FROM outbox WHERE event_id = $1", bad.event_id) == 0
+    assert (
+        await rt.pool.fetchval(
+            "SELECT count(*) FROM redemptions r JOIN passes p USING (pass_id) WHERE p.code = $1", codes[4]
+        )
+        == 0
+    )
+    # Without the bad one, the batch goes through as one statement and decides the same way.
+    sizes.clear()
+    again = [request(codes[4]), request(codes[4]), request(codes[0])]
+    answers = await asyncio.gather(*(group.submit(r) for r in again))
+    assert sizes == [3] and [a.outcome for a in answers] == [
+        "accepted",
+        "already-redeemed",
+        "already-redeemed",
+    ]
+    written = await rt.pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE event_id = ANY($1)", [r.event_id for r in again]
+    )
+    assert written == 1
