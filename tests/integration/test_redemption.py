@@ -476,3 +476,38 @@ async def test_a_failing_request_fails_alone_and_a_batch_decides_as_one_by_one(s
         "SELECT count(*) FROM outbox WHERE event_id = ANY($1)", [r.event_id for r in again]
     )
     assert written == 1
+
+
+async def test_the_hot_route_validates_its_body_and_documents_it(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    """POST /redemptions reads its body itself: invalid bodies are still 422 problem bodies naming
+    the field, and the OpenAPI document still describes the body, the key and the refusals."""
+    _, redemption = stack
+    headers = site(programme, 0)
+    for content, field in (
+        (b"not json", None),
+        (b'{"code": "X"}', "learning_path"),
+        (
+            b'{"code":"X","learning_path":"basic-skills","workshop_date":"soon","duration_minutes":60}',
+            "workshop_date",
+        ),
+        (
+            b'{"code":"X","learning_path":"basic-skills","workshop_date":"2026-11-20","duration_minutes":"60"}',
+            "duration_minutes",
+        ),
+    ):
+        r = await redemption.post(
+            "/redemptions", content=content, headers={**headers, "content-type": "application/json"}
+        )
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
+        problem = r.json()
+        assert problem["type"].endswith("invalid-request") and problem["errors"][0]["loc"][0] == "body"
+        if field:
+            assert field in problem["detail"], problem
+    long_key = {**headers, "idempotency-key": "k" * 201}
+    r = await redemption.post("/redemptions", json=body(programme.codes[-1]), headers=long_key)
+    assert r.status_code == 422 and r.json()["type"].endswith("invalid-request")
+    doc = (await redemption.get("/openapi.json")).json()["paths"]["/redemptions"]["post"]
+    schema = doc["requestBody"]["content"]["application/json"]["schema"]
+    assert set(schema["required"]) == {"code", "learning_path", "workshop_date", "duration_minutes"}
+    assert {p["name"] for p in doc["parameters"]} == {"Idempotency-Key"}
+    assert {"201", "401", "403", "404", "409", "410", "422"} <= set(doc["responses"])
