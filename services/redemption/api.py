@@ -4,30 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-import orjson
 import structlog
-from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.events import RedemptionReversed, WindowClosed
-from schemas.pass_codes import InvalidCode, normalize
 from schemas.topics import Topic
 from services.common.auth import Principal, Role, require
-from services.common.http import claim_idempotency_key, request_hash, store_idempotent_answer
 from services.common.outbox import enqueue
 from services.common.problems import Problem
 from services.common.runtime import Runtime
 from services.redemption import pg_store
 from services.redemption.domain import rules
 from services.redemption.domain.rules import Refusal
-from services.redemption.group_commit import GroupCommit
 from services.redemption.settings import RedemptionSettings
 
 router = APIRouter()
@@ -46,14 +40,6 @@ def runtime(request: Request) -> Runtime:
 Rt = Annotated[Runtime, Depends(runtime)]
 
 
-class RedemptionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    code: str = Field(min_length=1, max_length=40, examples=["7KQ3-MX9P-2RT"])
-    learning_path: str = Field(min_length=1, max_length=100)
-    workshop_date: date
-    duration_minutes: int = Field(strict=True, gt=0, le=24 * 60)
-
-
 class ReversalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     reason: str = Field(min_length=3, max_length=500)
@@ -61,143 +47,6 @@ class ReversalRequest(BaseModel):
 
 def refused(exc: Refusal) -> Problem:
     return Problem(exc.status, exc.slug, exc.title, exc.detail)
-
-
-# The hot route reads its request itself rather than through FastAPI's dependencies and body
-# parameter (measured: those were most of the route's own CPU). It answers the same problem
-# bodies: 401/403 from the token first, then 422 invalid-request (pydantic's errors, located in
-# the body, as FastAPI words them), then 422 mistyped-code before any lookup.
-_site_only = require(Role.SITE)
-_REDEMPTION_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": RedemptionRequest.model_json_schema()}},
-    },
-    "parameters": [
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string", "maxLength": 200},
-            "description": "the same key and body replay the first answer; another body is a 409",
-        }
-    ],
-}
-
-
-REFUSED_DOC = {
-    401: "no or invalid credentials",
-    403: "not a site's token, or the site is not qualified for the pass's programme",
-    404: "no pass has this code",
-    409: "already redeemed (naming no other site), not yet valid, or an Idempotency-Key reused",
-    410: "the pass was cancelled or has expired",
-    422: "an invalid body, a mistyped code (check character) or a learning path not offered",
-}
-
-
-class RedemptionAccepted(BaseModel):
-    redemption_id: UUID
-    window_id: int
-    amount_cents: int
-    accepted_at: str
-
-
-@router.post(
-    "/redemptions",
-    status_code=201,
-    tags=["redemptions"],
-    openapi_extra=_REDEMPTION_DOC,
-    response_model=RedemptionAccepted,
-    responses={
-        201: {"description": "accepted"},
-        **{
-            s: {"description": d, "content": {"application/problem+json": {}}} for s, d in REFUSED_DOC.items()
-        },
-    },
-)
-async def redeem(request: Request) -> Response:
-    """Accept a pass at the calling site. The site comes from its credentials, never the body."""
-    site = await _site_only(request)
-    key = request.headers.get("idempotency-key")
-    try:
-        body = RedemptionRequest.model_validate_json(await request.body())
-        if key is not None and len(key) > 200:
-            raise ValueError("Idempotency-Key is at most 200 characters")
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
-        ) from exc
-    except ValueError as exc:
-        raise Problem(422, "invalid-request", "The request is not valid", str(exc)) from exc
-    try:
-        code = normalize(body.code)  # a mistyped code is refused before any lookup
-    except InvalidCode as exc:
-        raise Problem(422, "mistyped-code", "Mistyped pass code", str(exc)) from exc
-    rt: Runtime = request.app.state.runtime
-    ask = pg_store.Redeem(
-        code,
-        UUID(site.subject),
-        body.learning_path,
-        body.workshop_date,
-        body.duration_minutes,
-        redemption_id=rt.ids.new(),
-        event_id=rt.ids.new(),
-    )
-    if key is None:
-        # Without a key, requests arriving together share one statement and one commit.
-        redeemer: GroupCommit[pg_store.Redeem, pg_store.Outcome] = rt.extras["redeemer"]
-        return accepted(await redeemer.submit(ask))
-    async with rt.pool.acquire() as conn, conn.transaction():
-        replay = await claim_idempotency_key(
-            conn, site.label, key, request_hash(body.model_dump(mode="json"))
-        )
-        if replay is not None:
-            return replay
-        outcome = await pg_store.redeem(conn, ask, stamp(rt))
-        answer = accepted(outcome)  # a refusal rolls the claim back with the rest
-        await store_idempotent_answer(conn, site.label, key, 201, answer_body(outcome))
-    return answer
-
-
-def stamp(rt: Runtime) -> pg_store.Stamp:
-    now = rt.clock.now()
-    return pg_store.Stamp(now, now.astimezone(PARIS).date(), rt.topic(Topic.REDEMPTIONS), rt.name)
-
-
-def accepted(outcome: pg_store.Outcome) -> Response:
-    if outcome.outcome != "accepted":
-        raise refused(
-            rules.refusal(
-                outcome.outcome,
-                valid_from=outcome.valid_from,
-                valid_until=outcome.valid_until,
-                learning_paths=outcome.learning_paths,
-            )
-        )
-    return Response(orjson.dumps(answer_body(outcome)), status_code=201, media_type="application/json")
-
-
-def answer_body(outcome: pg_store.Outcome) -> dict[str, Any]:
-    return {
-        "redemption_id": str(outcome.redemption_id),
-        "window_id": outcome.window_id,
-        "amount_cents": outcome.face_value_cents,
-        "accepted_at": outcome.accepted_at.isoformat(),
-    }
-
-
-def redeemer(rt: Runtime) -> GroupCommit[pg_store.Redeem, pg_store.Outcome]:
-    """The service's group commit of redemptions (one per process)."""
-
-    async def run_batch(batch: Sequence[pg_store.Redeem]) -> list[pg_store.Outcome]:
-        async with rt.pool.acquire() as conn:
-            return await pg_store.redeem_many(conn, batch, stamp(rt))
-
-    async def run_one(request: pg_store.Redeem) -> pg_store.Outcome:
-        async with rt.pool.acquire() as conn:
-            return await pg_store.redeem(conn, request, stamp(rt))
-
-    return GroupCommit(run_batch, run_one)
 
 
 @router.post("/redemptions/{redemption_id}/reversal", status_code=201, tags=["redemptions"])

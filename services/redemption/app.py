@@ -11,8 +11,8 @@ from services.common.http import create_app
 from services.common.kafka import partition_count
 from services.common.outbox_aiokafka import aiokafka_relay
 from services.common.runtime import Runtime
-from services.redemption import projection
-from services.redemption.api import monthly_windows, redeemer, router
+from services.redemption import accept, projection
+from services.redemption.api import monthly_windows, router
 from services.redemption.settings import RedemptionSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -22,7 +22,7 @@ async def start() -> Runtime:
     # The aiokafka relay: kafka-python's producer thread cost a fifth of a worker on the hot path.
     rt = await Runtime.start("redemption", MIGRATIONS, relay=aiokafka_relay)
     rt.extras["settings"] = RedemptionSettings()
-    rt.extras["redeemer"] = redeemer(rt)
+    rt.extras["redeemer"] = accept.redeemer(rt)
     rt.extras["redemption_partitions"] = await asyncio.to_thread(
         partition_count, rt.kafka.bootstrap_servers, rt.topic(Topic.REDEMPTIONS)
     )
@@ -36,6 +36,7 @@ async def start() -> Runtime:
 app = create_app(
     "redemption",
     start,
-    [router],
+    [accept.router, router],
     description="Single-use acceptance of passes at qualified sites, reversals, clearing windows.",
 )
+app.add_middleware(accept.AcceptShortcut, fastapi_app=app, service="redemption")

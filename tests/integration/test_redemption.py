@@ -406,7 +406,7 @@ async def test_a_failing_request_fails_alone_and_a_batch_decides_as_one_by_one(s
 
     from schemas.pass_codes import normalize
     from services.redemption import pg_store
-    from services.redemption.api import stamp
+    from services.redemption.accept import stamp
     from services.redemption.group_commit import GroupCommit
 
     rt = _rt()
@@ -511,3 +511,45 @@ async def test_the_hot_route_validates_its_body_and_documents_it(stack, programm
     assert set(schema["required"]) == {"code", "learning_path", "workshop_date", "duration_minutes"}
     assert {p["name"] for p in doc["parameters"]} == {"Idempotency-Key"}
     assert {"201", "401", "403", "404", "409", "410", "422"} <= set(doc["responses"])
+
+
+async def test_the_documented_route_and_the_shortcut_answer_alike(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    """The service answers POST /redemptions through AcceptShortcut; the FastAPI route (the one
+    OpenAPI documents) runs the same core. Called on an app without the shortcut, it answers the
+    same statuses and bodies."""
+    from fastapi import FastAPI
+
+    from services.common.problems import install_problem_handlers
+    from services.redemption import accept
+    from services.redemption.app import app as redemption_app
+
+    plain = FastAPI()
+    plain.state.runtime = redemption_app.state.runtime
+    plain.state.auth_secret = redemption_app.state.auth_secret
+    install_problem_handlers(plain)
+    plain.include_router(accept.router)
+    _, shortcut = stack
+    code = programme.codes.pop()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=plain), base_url="http://plain") as route:
+        first = await route.post("/redemptions", json=body(code), headers=site(programme, 0))
+        assert first.status_code == 201 and set(first.json()) == {
+            "redemption_id",
+            "window_id",
+            "amount_cents",
+            "accepted_at",
+        }
+        for client in (route, shortcut):
+            cases = [
+                (body(code), site(programme, 1)),
+                (body(code[:-1] + ("A" if code[-1] != "A" else "B")), site(programme, 0)),
+                ({**body(code), "extra": 1}, site(programme, 0)),
+                (body(code), FINANCE),
+                (body(code), {}),
+            ]
+            answers = [await client.post("/redemptions", json=b, headers=h) for b, h in cases]
+            assert [a.status_code for a in answers] == [409, 422, 422, 403, 401]
+            assert all(a.headers["content-type"] == "application/problem+json" for a in answers)
+            if client is route:
+                expected = [a.json() for a in answers]
+            else:
+                assert [a.json() for a in answers] == expected
