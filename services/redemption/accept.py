@@ -5,7 +5,7 @@ OpenAPI, and `AcceptShortcut`, an ASGI middleware that hands the same call strai
 skipping the framework's routing, dependency and middleware layers (measured: most of the
 route's own CPU). Both answer the same bodies, in the same order: 401/403 from the token, 422
 invalid-request (pydantic's errors, located in the body), 422 mistyped-code before any lookup,
-then the outcome of the database's redeem_pass (migration 003) worded by the domain rules.
+then the outcome of the database's redeem_passes (migration 003) worded by the domain rules.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ WINDOW_LOCK = 0x7061_7373  # "pass"
 
 @dataclass(frozen=True)
 class Redeem:
-    """One redemption request as `redeem_pass` takes it; ids come from the service's id port."""
+    """One redemption request as `redeem_passes` takes it; ids come from the service's id port."""
 
     code: str
     site_id: UUID
@@ -38,7 +38,7 @@ class Redeem:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What `redeem_pass` decided: "accepted", or the slug of the refusal with the pass's terms."""
+    """What `redeem_passes` decided: "accepted", or the slug of the refusal with the pass's terms."""
 
     outcome: str
     window_id: int | None
@@ -80,25 +80,9 @@ def envelope_time(at: datetime) -> str:
 
 
 async def redeem(conn: asyncpg.Connection, r: Redeem, stamp: Stamp) -> Outcome:
-    """One redemption in one round trip (lookup, rules, window stamp, insert, outbox row); call
-    inside a transaction or alone (then it is its own transaction)."""
-    row = await conn.fetchrow(
-        "SELECT * FROM redeem_pass($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        r.code,
-        r.site_id,
-        stamp.today,
-        r.learning_path,
-        r.workshop_date,
-        r.duration_minutes,
-        stamp.at,
-        envelope_time(stamp.at),
-        r.redemption_id,
-        r.event_id,
-        stamp.topic,
-        stamp.producer,
-        WINDOW_LOCK,
-    )
-    return _outcome(row, stamp.at, r.redemption_id)
+    """One redemption: `redeem_many` of one (inside the caller's transaction, if any)."""
+    (outcome,) = await redeem_many(conn, [r], stamp)
+    return outcome
 
 
 async def redeem_many(conn: asyncpg.Connection, batch: Sequence[Redeem], stamp: Stamp) -> list[Outcome]:

@@ -257,7 +257,7 @@ async def test_each_outcome_of_the_database_function_is_the_problem_body_the_rul
     stack,
     programme,  # type: ignore[no-untyped-def]
 ) -> None:
-    """redeem_pass (migration 003) decides in SQL; the API words its outcome with rules.refusal.
+    """redeem_passes (migration 003) decides in SQL; the API words its outcome with rules.refusal.
     Passes in every state, written straight into the projection, get the bodies the rules give
     (the check-character and qualification cases are in the test above)."""
     import json

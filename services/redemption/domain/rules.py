@@ -31,7 +31,7 @@ class PassView:
 
 def redeemable_verdict(p: PassView | None, *, qualified: bool, today: date, learning_path: str) -> str | None:
     """None when the pass may be redeemed, else the refusal's slug. The checks go in this order;
-    the database's redeem_pass (migration 003) makes the same decisions in the same order."""
+    the database's redeem_passes (migration 003) makes the same decisions in the same order."""
     if p is None:
         return "unknown-pass"
     if p.status == "cancelled":
