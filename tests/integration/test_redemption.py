@@ -553,3 +553,49 @@ async def test_the_documented_route_and_the_shortcut_answer_alike(stack, program
                 expected = [a.json() for a in answers]
             else:
                 assert [a.json() for a in answers] == expected
+
+
+async def test_batches_racing_for_the_same_passes_in_opposite_orders_neither_deadlock_nor_double_accept(
+    stack,
+    programme,  # type: ignore[no-untyped-def]
+) -> None:
+    """Two batches on two connections, the same passes in opposite orders: each pass is accepted
+    once, and neither batch fails (with rows inserted in request order, this deadlocks: Postgres
+    then aborts one batch after deadlock_timeout)."""
+    import random
+
+    from schemas.pass_codes import ALPHABET, make_code
+    from services.redemption import pg_store
+    from services.redemption.accept import stamp
+
+    rt = _rt()
+    rng = random.Random()
+    booklet = uuid.uuid4()
+    for _ in range(3):
+        codes = list({make_code("".join(rng.choice(ALPHABET) for _ in range(10))) for _ in range(300)})
+        await rt.pool.executemany(
+            "INSERT INTO passes (pass_id, code, programme_id, booklet_id) VALUES ($1, $2, $3, $4)",
+            [(uuid.uuid4(), c, uuid.UUID(programme.programme_id), booklet) for c in codes],
+        )
+
+        def batch(order: list[str]) -> list[pg_store.Redeem]:
+            return [
+                pg_store.Redeem(
+                    c,
+                    uuid.UUID(programme.sites[0]),
+                    "basic-skills",
+                    date_of("2026-11-20"),
+                    60,
+                    redemption_id=uuid.uuid4(),
+                    event_id=uuid.uuid4(),
+                )
+                for c in order
+            ]
+
+        async def run(requests: list[pg_store.Redeem]) -> list[pg_store.Outcome]:
+            async with rt.pool.acquire() as conn:
+                return await pg_store.redeem_many(conn, requests, stamp(rt))
+
+        one, other = await asyncio.gather(run(batch(codes)), run(batch(codes[::-1])))
+        for mine, theirs in zip(one, other[::-1], strict=True):
+            assert {mine.outcome, theirs.outcome} == {"accepted", "already-redeemed"}

@@ -23,7 +23,8 @@ ALTER TABLE programmes ADD COLUMN funders_json TEXT GENERATED ALWAYS AS (compact
 -- Set-based (measured here: 58 us of backend CPU per redemption in batches of 32, against 103 us
 -- for a PL/pgSQL loop over one-row statements). Single use is decided by the partial unique
 -- index: two requests for one pass in a batch, the first (by n) is accepted, the second finds
--- the conflict. The window lock is taken, shared, by the first statement; the window is read by
+-- the conflict. Rows go in pass order, so two batches racing for the same passes wait for each
+-- other in one order and never deadlock. The window lock is taken, shared, by the first statement; the window is read by
 -- the second, whose snapshot is taken once the lock is held, so it sees the window a close has
 -- just opened, and a close waits for this transaction: its markers follow these outbox rows
 -- (invariant 5).
@@ -64,7 +65,7 @@ BEGIN
                                  learning_path, workshop_date, duration_minutes, accepted_at)
         SELECT j.redemption_id, j.pass_id, j.site_id, j.programme_id, w.window_id, j.face_value_cents,
                j.learning_path, j.workshop_date, j.duration, p_at
-          FROM judged j CROSS JOIN current_window w WHERE j.refused IS NULL ORDER BY j.n
+          FROM judged j CROSS JOIN current_window w WHERE j.refused IS NULL ORDER BY j.pass_id, j.n
         ON CONFLICT (pass_id) WHERE NOT reversed DO NOTHING
         RETURNING redemptions.redemption_id, redemptions.window_id
     ), published AS (
