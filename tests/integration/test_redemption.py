@@ -599,3 +599,65 @@ async def test_batches_racing_for_the_same_passes_in_opposite_orders_neither_dea
         one, other = await asyncio.gather(run(batch(codes)), run(batch(codes[::-1])))
         for mine, theirs in zip(one, other[::-1], strict=True):
             assert {mine.outcome, theirs.outcome} == {"accepted", "already-redeemed"}
+
+
+async def test_a_close_waits_for_a_batch_in_flight_and_a_batch_waits_for_a_close(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    """The window lock around redeem_passes, step by step (the load test above catches a missing
+    lock only when the race happens to fall in a few microseconds): a close waits for a batch
+    still open, and its markers come after the batch's outbox rows; a batch arriving during a
+    close waits for it and is stamped with the window the close opened."""
+    from schemas.pass_codes import normalize
+    from services.redemption import pg_store
+    from services.redemption.accept import stamp
+    from services.redemption.api import close_current_window
+
+    rt = _rt()
+
+    def ask() -> pg_store.Redeem:
+        return pg_store.Redeem(
+            normalize(programme.codes.pop()),
+            uuid.UUID(programme.sites[0]),
+            "basic-skills",
+            date_of("2026-11-20"),
+            60,
+            redemption_id=uuid.uuid4(),
+            event_id=uuid.uuid4(),
+        )
+
+    first = ask()
+    async with rt.pool.acquire() as conn:
+        async with conn.transaction():
+            (outcome,) = await pg_store.redeem_many(conn, [first], stamp(rt))
+            closing = asyncio.ensure_future(close_current_window(rt))
+            await asyncio.sleep(0.3)
+            assert not closing.done(), "the close did not wait for the redemption in flight"
+        closed = await closing
+    assert outcome.outcome == "accepted" and closed["closed_window_id"] == outcome.window_id
+    seqs = await rt.pool.fetch(
+        "SELECT seq, partition FROM outbox WHERE event_id = $1 OR "
+        "(partition IS NOT NULL AND convert_from(body, 'UTF8') LIKE $2)",
+        first.event_id,
+        f'%"type":"WindowClosed"%"window_id":{outcome.window_id},%',
+    )
+    redemption_seq = next(r["seq"] for r in seqs if r["partition"] is None)
+    markers = [r["seq"] for r in seqs if r["partition"] is not None]
+    assert markers and min(markers) > redemption_seq
+
+    # A close in progress (the exclusive lock held, the next window being opened): a batch waits.
+    later = ask()
+    async with rt.pool.acquire() as closer, closer.transaction():
+        await pg_store.lock_window_exclusive(closer)
+        current = await pg_store.open_window(closer)
+        await closer.execute("INSERT INTO windows (window_id, opened_at) VALUES ($1, now())", current + 1)
+        await closer.execute("UPDATE current_window SET window_id = $1", current + 1)
+
+        async def redeem_later() -> pg_store.Outcome:
+            async with rt.pool.acquire() as conn:
+                (answer,) = await pg_store.redeem_many(conn, [later], stamp(rt))
+                return answer
+
+        waiting = asyncio.ensure_future(redeem_later())
+        await asyncio.sleep(0.3)
+        assert not waiting.done(), "a redemption went through during a close"
+    answer = await waiting
+    assert answer.outcome == "accepted" and answer.window_id == current + 1
