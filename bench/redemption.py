@@ -3,8 +3,9 @@ Postgres with the outbox relay and the clearing service running; and, in the sam
 endpoint of the same stack (/health) under the same load, for the ratio.
 
 Load comes from wrk (C, one thread per core is enough), so the load generator does not eat the
-Python services' CPU. `make bench-redemption`; BENCH_SECONDS (60), BENCH_PASSES (300000: enough distinct passes for 5,000/s, so no request reuses a code),
-BENCH_CONNECTIONS (64), REDEMPTION_WORKERS (2) tune it."""
+Python services' CPU. `make bench-redemption`; BENCH_SECONDS (60), BENCH_PASSES (300000: enough
+distinct passes for 5,000/s, so that no request reuses a code), BENCH_CONNECTIONS (64),
+REDEMPTION_WORKERS (2) tune it."""
 
 from __future__ import annotations
 
