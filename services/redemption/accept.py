@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import orjson
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -177,11 +178,29 @@ def stamp(rt: Runtime) -> pg_store.Stamp:
 
 
 def redeemer(rt: Runtime) -> Redeemer:
-    """The service's group commit of redemptions (one per process)."""
+    """The service's group commit of redemptions (one per process).
+
+    Its batches keep their connections between batches instead of releasing them to the pool:
+    asyncpg resets a released connection (one more statement and round trip per batch; measured
+    6.5% of a worker's CPU). A batch that fails hands its connection back to the pool, which
+    resets it or, if broken, replaces it; the kept ones go back at shutdown."""
+    kept: list[asyncpg.Connection] = []
 
     async def run_batch(batch: Sequence[pg_store.Redeem]) -> list[pg_store.Outcome]:
-        async with rt.pool.acquire() as conn:
-            return await pg_store.redeem_many(conn, batch, stamp(rt))
+        conn = kept.pop() if kept else await rt.pool.acquire()
+        try:
+            outcomes = await pg_store.redeem_many(conn, batch, stamp(rt))
+        except BaseException:
+            await rt.pool.release(conn)
+            raise
+        kept.append(conn)
+        return outcomes
+
+    async def give_back() -> None:
+        while kept:
+            await rt.pool.release(kept.pop())
+
+    rt.on_close(give_back)
 
     async def run_one(request: pg_store.Redeem) -> pg_store.Outcome:
         async with rt.pool.acquire() as conn:
