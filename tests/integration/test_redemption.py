@@ -476,6 +476,22 @@ async def test_a_failing_request_fails_alone_and_a_batch_decides_as_one_by_one(s
         "SELECT count(*) FROM outbox WHERE event_id = ANY($1)", [r.event_id for r in again]
     )
     assert written == 1
+    # The service's own group commit (which keeps its connections between batches) does the same,
+    # and a failed batch leaves it with connections that work.
+    service: GroupCommit[pg_store.Redeem, pg_store.Outcome] = rt.extras["redeemer"]
+    more = [normalize(programme.codes.pop()) for _ in range(3)]
+    poison = request(more[2], taken)
+    answers = await asyncio.gather(
+        *(service.submit(r) for r in (request(more[0]), poison, request(more[1]))), return_exceptions=True
+    )
+    assert [a.outcome if isinstance(a, pg_store.Outcome) else type(a) for a in answers] == [
+        "accepted",
+        asyncpg.UniqueViolationError,
+        "accepted",
+    ]
+    for _ in range(3):
+        (after,) = await asyncio.gather(service.submit(request(normalize(programme.codes.pop()))))
+        assert after.outcome == "accepted"
 
 
 async def test_the_hot_route_validates_its_body_and_documents_it(stack, programme) -> None:  # type: ignore[no-untyped-def]
