@@ -3,8 +3,9 @@ Postgres with the outbox relay and the clearing service running; and, in the sam
 endpoint of the same stack (/health) under the same load, for the ratio.
 
 Load comes from wrk (C, one thread per core is enough), so the load generator does not eat the
-Python services' CPU. `make bench-redemption`; BENCH_SECONDS (60), BENCH_PASSES (120000),
-BENCH_CONNECTIONS (64), REDEMPTION_WORKERS (2) tune it."""
+Python services' CPU. `make bench-redemption`; BENCH_SECONDS (60), BENCH_PASSES (300000: enough
+distinct passes for 5,000/s, so that no request reuses a code), BENCH_CONNECTIONS (64),
+REDEMPTION_WORKERS (2) tune it."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("bench-redemption needs wrk: apt-get install -y wrk")
     seconds = env_float("BENCH_SECONDS", 60)
-    passes = int(env_float("BENCH_PASSES", 120_000))
+    passes = int(env_float("BENCH_PASSES", 300_000))
     connections = int(env_float("BENCH_CONNECTIONS", 64))
     bootstrap, base_url = infra()
     database_url = fresh_database(base_url, "redemption")

@@ -62,20 +62,22 @@ def _verified_claims(secret: str, token: str) -> tuple[Role, str, float]:
         raise Problem(401, "unauthenticated", "Invalid credentials", str(exc)) from exc
 
 
+def authenticate(secret: str, authorization: str, roles: tuple[Role, ...]) -> Principal:
+    """The principal an `Authorization: Bearer` header names, admitted only in `roles`."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(401, "unauthenticated", "Credentials required", "send Authorization: Bearer <token>")
+    principal = read_token(secret, token)
+    if principal.role not in roles:
+        allowed = ", ".join(r.value for r in roles)
+        raise Problem(403, "forbidden", "Not allowed for this role", f"this route is for: {allowed}")
+    return principal
+
+
 def require(*roles: Role) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency admitting only the given roles."""
 
     async def dependency(request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise Problem(
-                401, "unauthenticated", "Credentials required", "send Authorization: Bearer <token>"
-            )
-        principal = read_token(request.app.state.auth_secret, token)
-        if principal.role not in roles:
-            allowed = ", ".join(r.value for r in roles)
-            raise Problem(403, "forbidden", "Not allowed for this role", f"this route is for: {allowed}")
-        return principal
+        return authenticate(request.app.state.auth_secret, request.headers.get("authorization", ""), roles)
 
     return dependency

@@ -106,7 +106,9 @@ class OutboxRelay:
                 "WHERE published_at IS NULL ORDER BY seq LIMIT $1",
                 self._batch_size,
             )
-        return [OutboxRow(**dict(r)) for r in records]
+        # Positional (the SELECT lists the fields in OutboxRow's order): `OutboxRow(**dict(r))` took
+        # 71 ms for 20,000 rows, time the relay holds its event loop.
+        return [OutboxRow(*r) for r in records]
 
     async def _send(self, rows: list[OutboxRow]) -> None:
         """Publish `rows` in outbox order; returns once the broker acknowledged all of them."""

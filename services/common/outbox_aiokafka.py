@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -34,7 +35,6 @@ class AioKafkaOutboxRelay(OutboxRelay):
         # No kafka-python producer: this relay owns an aiokafka one, started in run().
         super().__init__(pool, None, schema=schema, batch_size=batch_size, idle_seconds=idle_seconds)
         self._bootstrap = bootstrap_servers
-        self._partitioner = DefaultPartitioner()
         self._aio: AIOKafkaProducer | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -74,9 +74,18 @@ class AioKafkaOutboxRelay(OutboxRelay):
     def _partition(self, row: OutboxRow, partitions: list[int]) -> int:
         if row.partition is not None:
             return row.partition
-        # The default partitioner (murmur2 of the key), as kafka-python's relay would choose.
-        chosen: int = self._partitioner(row.key.encode(), partitions, partitions)
-        return chosen
+        return _keyed_partition(row.key, tuple(partitions))
+
+
+@lru_cache(maxsize=65_536)
+def _keyed_partition(key: str, partitions: tuple[int, ...]) -> int:
+    """The default partitioner's choice (murmur2 of the key), as kafka-python's relay would make
+    it. Cached: aiokafka's murmur2 is pure Python (~7 us), and the keys (site ids) repeat."""
+    chosen: int = _PARTITIONER(key.encode(), list(partitions), list(partitions))
+    return chosen
+
+
+_PARTITIONER = DefaultPartitioner()
 
 
 def aiokafka_relay(

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-import asyncpg
 import structlog
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import PassRedeemed, RedemptionReversed, WindowClosed
-from schemas.pass_codes import InvalidCode, normalize
+from schemas.events import RedemptionReversed, WindowClosed
 from schemas.topics import Topic
 from services.common.auth import Principal, Role, require
-from services.common.http import claim_idempotency_key, request_hash, store_idempotent_answer
 from services.common.outbox import enqueue
 from services.common.problems import Problem
 from services.common.runtime import Runtime
@@ -34,7 +30,6 @@ PARIS = ZoneInfo("Europe/Paris")
 Site = Annotated[Principal, Depends(require(Role.SITE))]
 SiteOrFinance = Annotated[Principal, Depends(require(Role.SITE, Role.FINANCE))]
 Finance = Annotated[Principal, Depends(require(Role.FINANCE))]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 def runtime(request: Request) -> Runtime:
@@ -45,14 +40,6 @@ def runtime(request: Request) -> Runtime:
 Rt = Annotated[Runtime, Depends(runtime)]
 
 
-class RedemptionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    code: str = Field(min_length=1, max_length=40, examples=["7KQ3-MX9P-2RT"])
-    learning_path: str = Field(min_length=1, max_length=100)
-    workshop_date: date
-    duration_minutes: int = Field(strict=True, gt=0, le=24 * 60)
-
-
 class ReversalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     reason: str = Field(min_length=3, max_length=500)
@@ -60,85 +47,6 @@ class ReversalRequest(BaseModel):
 
 def refused(exc: Refusal) -> Problem:
     return Problem(exc.status, exc.slug, exc.title, exc.detail)
-
-
-@router.post("/redemptions", status_code=201, tags=["redemptions"])
-async def redeem(body: RedemptionRequest, rt: Rt, site: Site, key: IdempotencyKey = None) -> JSONResponse:
-    """Accept a pass at the calling site. The site comes from its credentials, never the body."""
-    try:
-        code = normalize(body.code)  # a mistyped code is refused before any lookup
-    except InvalidCode as exc:
-        raise Problem(422, "mistyped-code", "Mistyped pass code", str(exc)) from exc
-    site_id = UUID(site.subject)
-    try:
-        async with rt.pool.acquire() as conn, conn.transaction():
-            if key is not None:
-                replay = await claim_idempotency_key(
-                    conn, site.label, key, request_hash(body.model_dump(mode="json"))
-                )
-                if replay is not None:
-                    return replay
-            answer = await accept(rt, conn, site_id, code, body)
-            if key is not None:
-                await store_idempotent_answer(conn, site.label, key, 201, answer)
-    except Refusal as exc:
-        raise refused(exc) from exc
-    return JSONResponse(answer, status_code=201)
-
-
-async def accept(
-    rt: Runtime, conn: asyncpg.Connection, site_id: UUID, code: str, body: RedemptionRequest
-) -> dict[str, Any]:
-    found = await pg_store.pass_for_site(conn, code, site_id)
-    now = rt.clock.now()
-    rules.check_redeemable(
-        found[0] if found else None,
-        qualified=found is not None and found[3],
-        today=now.astimezone(PARIS).date(),
-        learning_path=body.learning_path,
-    )
-    assert found is not None
-    pass_view, funders, face_value, _ = found
-    redemption_id = rt.ids.new()
-    # pass_for_site took the window lock (shared); this later statement reads the open window.
-    window_id = await conn.fetchval(
-        "WITH w AS (SELECT window_id FROM current_window) "
-        "INSERT INTO redemptions (redemption_id, pass_id, site_id, programme_id, window_id, face_value_cents, "
-        "learning_path, workshop_date, duration_minutes, accepted_at) "
-        "SELECT $1, $2, $3, $4, w.window_id, $5, $6, $7, $8, $9 FROM w "
-        "ON CONFLICT (pass_id) WHERE NOT reversed DO NOTHING RETURNING window_id",
-        redemption_id,
-        pass_view.pass_id,
-        site_id,
-        pass_view.programme_id,
-        face_value,
-        body.learning_path,
-        body.workshop_date,
-        body.duration_minutes,
-        now,
-    )
-    inserted = window_id is not None
-    if not inserted:
-        raise rules.ALREADY_REDEEMED
-    event = PassRedeemed(
-        redemption_id=redemption_id,
-        pass_id=pass_view.pass_id,
-        site_id=site_id,
-        programme_id=pass_view.programme_id,
-        window_id=window_id,
-        face_value_cents=face_value,
-        funders=funders,
-        learning_path=body.learning_path,
-        workshop_date=body.workshop_date,
-        accepted_at=now,
-    )
-    await enqueue(conn, rt.topic(Topic.REDEMPTIONS), rt.events.envelope(event, key=str(site_id)))
-    return {
-        "redemption_id": str(redemption_id),
-        "window_id": window_id,
-        "amount_cents": face_value,
-        "accepted_at": now.isoformat(),
-    }
 
 
 @router.post("/redemptions/{redemption_id}/reversal", status_code=201, tags=["redemptions"])

@@ -3,25 +3,40 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
+
+import asyncpg
 
 from schemas.topics import Topic
 from services.common.http import create_app
 from services.common.kafka import partition_count
-from services.common.outbox_aiokafka import aiokafka_relay
+from services.common.outbox_aiokafka import AioKafkaOutboxRelay
 from services.common.runtime import Runtime
-from services.redemption import projection
+from services.common.settings import KafkaSettings
+from services.redemption import accept, projection
 from services.redemption.api import monthly_windows, router
 from services.redemption.settings import RedemptionSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
+def relay(
+    pool: asyncpg.Pool, kafka: KafkaSettings, schema: str
+) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """The aiokafka relay (kafka-python's producer thread cost a fifth of a worker on the hot path),
+    in batches of 2,000: it shares a uvicorn worker's event loop with requests, and a backlog read
+    20,000 rows at a time held that loop for over 100 ms (fetch 31 ms, rows 72 ms, then the
+    producer batches), a stall every request of the worker waited for."""
+    return AioKafkaOutboxRelay(pool, kafka.bootstrap_servers, schema=schema, batch_size=2000).run
+
+
 async def start() -> Runtime:
-    # The aiokafka relay: kafka-python's producer thread cost a fifth of a worker on the hot path.
-    rt = await Runtime.start("redemption", MIGRATIONS, relay=aiokafka_relay)
+    rt = await Runtime.start("redemption", MIGRATIONS, relay=relay)
     rt.extras["settings"] = RedemptionSettings()
+    rt.extras["redeemer"] = accept.redeemer(rt)
     rt.extras["redemption_partitions"] = await asyncio.to_thread(
         partition_count, rt.kafka.bootstrap_servers, rt.topic(Topic.REDEMPTIONS)
     )
@@ -29,12 +44,17 @@ async def start() -> Runtime:
     settings: RedemptionSettings = rt.extras["settings"]
     if settings.window_period == "monthly":
         rt.spawn(partial(monthly_windows, rt, every_seconds=settings.window_check_seconds))
+    # What start-up allocated lives as long as the process: out of the collector's sight, a full
+    # collection scans only what requests allocate (measured: ~26 ms for the start-up heap, a
+    # pause every request in flight in this worker would wait for).
+    gc.freeze()
     return rt
 
 
 app = create_app(
     "redemption",
     start,
-    [router],
+    [accept.router, router],
     description="Single-use acceptance of passes at qualified sites, reversals, clearing windows.",
 )
+app.add_middleware(accept.AcceptShortcut, fastapi_app=app, service="redemption")

@@ -3,43 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from schemas.events import FunderShare
-from services.redemption.domain.rules import PassView, RedemptionView
-
-
-async def pass_for_site(
-    conn: asyncpg.Connection, code: str, site_id: UUID
-) -> tuple[PassView, tuple[FunderShare, ...], int, bool] | None:
-    """The pass with its programme's terms, and whether the site is qualified for it: one round
-    trip on the hot path."""
-    row = await conn.fetchrow(
-        "SELECT p.pass_id, p.programme_id, p.status, g.valid_from, g.valid_until, g.grace_days, "
-        "g.learning_paths, g.funders, g.face_value_cents, "
-        "EXISTS (SELECT 1 FROM qualifications q WHERE q.site_id = $2 AND q.programme_id = p.programme_id) "
-        "AS qualified FROM passes p JOIN programmes g USING (programme_id) "
-        "CROSS JOIN (SELECT pg_advisory_xact_lock_shared($3)) AS window_lock WHERE p.code = $1",
-        code,
-        site_id,
-        WINDOW_LOCK,
-    )
-    if row is None:
-        return None
-    view = PassView(
-        row["pass_id"],
-        row["programme_id"],
-        row["status"],
-        row["valid_from"],
-        row["valid_until"],
-        row["grace_days"],
-        tuple(row["learning_paths"]),
-    )
-    funders = tuple(FunderShare.model_validate(f) for f in json.loads(row["funders"]))
-    return view, funders, row["face_value_cents"], row["qualified"]
-
+from services.redemption.domain.rules import RedemptionView
 
 # The clearing-window lock (invariant 5). Redemptions and reversals hold it shared until they
 # commit; closing a window takes it exclusively, so the close waits for every redemption in flight
@@ -48,6 +21,90 @@ async def pass_for_site(
 # The window is read by a statement after the one that took the lock, so its snapshot is taken
 # once the lock is held and sees the window a close just opened.
 WINDOW_LOCK = 0x7061_7373  # "pass"
+
+
+@dataclass(frozen=True)
+class Redeem:
+    """One redemption request as `redeem_passes` takes it; ids come from the service's id port."""
+
+    code: str
+    site_id: UUID
+    learning_path: str
+    workshop_date: date
+    duration_minutes: int
+    redemption_id: UUID
+    event_id: UUID
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `redeem_passes` decided: "accepted", or the slug of the refusal with the pass's terms."""
+
+    outcome: str
+    window_id: int | None
+    face_value_cents: int | None
+    valid_from: date | None
+    valid_until: date | None
+    learning_paths: tuple[str, ...]
+    accepted_at: datetime
+    redemption_id: UUID
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """The moment a redemption is accepted, the date the rules judge it by, and where its event goes."""
+
+    at: datetime
+    today: date
+    topic: str
+    producer: str
+
+
+def _outcome(row: asyncpg.Record, at: datetime, redemption_id: UUID) -> Outcome:
+    paths = row["learning_paths"]
+    return Outcome(
+        row["outcome"],
+        row["window_id"],
+        row["face_value_cents"],
+        row["valid_from"],
+        row["valid_until"],
+        tuple(paths) if paths is not None else (),
+        at,
+        redemption_id,
+    )
+
+
+def envelope_time(at: datetime) -> str:
+    """`at` as the envelope's JSON writes a UTC datetime (pydantic: ISO 8601 with Z)."""
+    return orjson.dumps(at, option=orjson.OPT_UTC_Z)[1:-1].decode()
+
+
+async def redeem(conn: asyncpg.Connection, r: Redeem, stamp: Stamp) -> Outcome:
+    """One redemption: `redeem_many` of one (inside the caller's transaction, if any)."""
+    (outcome,) = await redeem_many(conn, [r], stamp)
+    return outcome
+
+
+async def redeem_many(conn: asyncpg.Connection, batch: Sequence[Redeem], stamp: Stamp) -> list[Outcome]:
+    """A batch of redemptions in one statement and one transaction: each gets its own outcome,
+    exactly as one-by-one `redeem` calls in the same order would decide."""
+    rows = await conn.fetch(
+        "SELECT * FROM redeem_passes($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ORDER BY n",
+        [r.code for r in batch],
+        [r.site_id for r in batch],
+        [r.learning_path for r in batch],
+        [r.workshop_date for r in batch],
+        [r.duration_minutes for r in batch],
+        [r.redemption_id for r in batch],
+        [r.event_id for r in batch],
+        stamp.today,
+        stamp.at,
+        envelope_time(stamp.at),
+        stamp.topic,
+        stamp.producer,
+        WINDOW_LOCK,
+    )
+    return [_outcome(row, stamp.at, r.redemption_id) for row, r in zip(rows, batch, strict=True)]
 
 
 async def lock_window_shared(conn: asyncpg.Connection) -> None:

@@ -245,3 +245,435 @@ async def test_a_site_reads_only_its_own_redemptions_and_finance_reads_all(stack
     assert (
         await redemption.get(f"/redemptions/{theirs['redemption_id']}", headers=FINANCE)
     ).status_code == 200
+
+
+def _rt():  # type: ignore[no-untyped-def]
+    from services.redemption.app import app as redemption_app
+
+    return redemption_app.state.runtime
+
+
+async def test_each_outcome_of_the_database_function_is_the_problem_body_the_rules_word(
+    stack,
+    programme,  # type: ignore[no-untyped-def]
+) -> None:
+    """redeem_passes (migration 003) decides in SQL; the API words its outcome with rules.refusal.
+    Passes in every state, written straight into the projection, get the bodies the rules give
+    (the check-character and qualification cases are in the test above)."""
+    import json
+    import random
+    from datetime import date, timedelta
+
+    from schemas.pass_codes import ALPHABET, make_code, normalize
+    from services.redemption.domain.rules import refusal
+
+    _, redemption = stack
+    pool = _rt().pool
+    rng = random.Random()
+    today = date.today()
+    codes: dict[str, str] = {}
+    for name, valid_from, valid_until, grace in (
+        ("future", today + timedelta(days=30), today + timedelta(days=400), 0),
+        ("past", date(2020, 1, 1), date(2020, 12, 31), 31),
+    ):
+        pid = uuid.uuid4()
+        await pool.execute(
+            "INSERT INTO programmes (programme_id, face_value_cents, valid_from, valid_until, grace_days, "
+            "learning_paths, funders) VALUES ($1, 1000, $2, $3, $4, $5, $6)",
+            pid,
+            valid_from,
+            valid_until,
+            grace,
+            ["basic-skills", "parenting"],
+            json.dumps([{"funder_id": str(uuid.uuid4()), "share_bp": 10_000}]),
+        )
+        await pool.execute("INSERT INTO qualifications VALUES ($1, $2)", uuid.UUID(programme.sites[0]), pid)
+        codes[name] = make_code("".join(rng.choice(ALPHABET) for _ in range(10)))
+        await pool.execute(
+            "INSERT INTO passes (pass_id, code, programme_id, booklet_id) VALUES ($1, $2, $3, $4)",
+            uuid.uuid4(),
+            codes[name],
+            pid,
+            uuid.uuid4(),
+        )
+    for status in ("cancelled", "expired"):
+        codes[status] = normalize(programme.codes.pop())
+        await pool.execute("UPDATE passes SET status = $2 WHERE code = $1", codes[status], status)
+    codes["unknown"] = make_code("".join(rng.choice(ALPHABET) for _ in range(10)))
+
+    async def terms(code: str) -> dict[str, object]:
+        row = await pool.fetchrow(
+            "SELECT valid_from, valid_until, learning_paths FROM passes JOIN programmes USING (programme_id) "
+            "WHERE code = $1",
+            code,
+        )
+        return {} if row is None else {**dict(row), "learning_paths": tuple(row["learning_paths"])}
+
+    async def answers_as_worded(name: str, slug: str, path: str = "basic-skills") -> None:
+        r = await redemption.post("/redemptions", json=body(codes[name], path), headers=site(programme, 0))
+        expected = refusal(slug, **await terms(codes[name]))  # type: ignore[arg-type]
+        assert r.status_code == expected.status, (name, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        got = r.json()
+        assert got["type"].endswith(slug) and (got["title"], got["detail"]) == (
+            expected.title,
+            expected.detail,
+        )
+
+    await answers_as_worded("unknown", "unknown-pass")
+    await answers_as_worded("cancelled", "pass-cancelled")
+    await answers_as_worded("expired", "pass-expired")
+    await answers_as_worded("future", "pass-not-yet-valid")
+    await answers_as_worded("past", "pass-expired")
+    await answers_as_worded("past", "pass-expired", "astrology")  # expiry is checked first, as in the rules
+    await pool.execute(
+        "UPDATE programmes SET valid_from = $1 FROM passes p "
+        "WHERE p.code = $2 AND programmes.programme_id = p.programme_id",
+        today,
+        codes["future"],
+    )
+    await answers_as_worded("future", "unknown-learning-path", "astrology")
+    written = await pool.fetchval(
+        "SELECT count(*) FROM redemptions r JOIN passes p USING (pass_id) WHERE p.code = ANY($1)",
+        list(codes.values()),
+    )
+    assert written == 0
+    # Now valid, the pass is accepted: none of the refusals used it.
+    r = await redemption.post("/redemptions", json=body(codes["future"]), headers=site(programme, 0))
+    assert r.status_code == 201
+
+
+async def test_the_event_is_the_bytes_the_envelope_writes(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    """The outbox row written in SQL is byte for byte what Envelope(PassRedeemed(...)).to_bytes()
+    gives for the same values (the clearing consumer and the auditor read these bytes)."""
+    from schemas.envelope import Envelope
+    from schemas.events import FunderShare
+
+    _, redemption = stack
+    pool = _rt().pool
+    r = await redemption.post("/redemptions", json=body(programme.codes.pop()), headers=site(programme, 1))
+    assert r.status_code == 201
+    answer = r.json()
+    row = await pool.fetchrow(
+        "SELECT o.key, o.partition, o.body, r.pass_id, r.accepted_at FROM outbox o "
+        "JOIN redemptions r ON convert_from(o.body, 'UTF8') LIKE ('%\"redemption_id\":\"' || r.redemption_id || '\"%') "
+        "WHERE r.redemption_id = $1",
+        uuid.UUID(answer["redemption_id"]),
+    )
+    assert row["key"] == programme.sites[1] and row["partition"] is None
+    stored = Envelope.from_bytes(row["body"])
+    funders = await pool.fetchval(
+        "SELECT funders::text FROM programmes WHERE programme_id = $1", uuid.UUID(programme.programme_id)
+    )
+    import json
+
+    rebuilt = Envelope(
+        event_id=stored.event_id,
+        type="PassRedeemed",
+        schema_version=1,
+        occurred_at=row["accepted_at"],
+        producer="redemption",
+        key=programme.sites[1],
+        payload=PassRedeemed(
+            redemption_id=uuid.UUID(answer["redemption_id"]),
+            pass_id=row["pass_id"],
+            site_id=uuid.UUID(programme.sites[1]),
+            programme_id=uuid.UUID(programme.programme_id),
+            window_id=answer["window_id"],
+            face_value_cents=answer["amount_cents"],
+            funders=tuple(FunderShare.model_validate(f) for f in json.loads(funders)),
+            learning_path="basic-skills",
+            workshop_date=date_of("2026-11-20"),
+            accepted_at=row["accepted_at"],
+        ).model_dump(mode="json"),
+    )
+    assert bytes(row["body"]) == rebuilt.to_bytes()
+    assert [f["funder_id"] for f in stored.payload["funders"]] == programme.funders
+
+
+def date_of(text: str):  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    return date.fromisoformat(text)
+
+
+async def test_a_failing_request_fails_alone_and_a_batch_decides_as_one_by_one(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    """Group commit on the real database: six requests in one batch, one of which breaks the
+    batch's statement (its redemption id is taken), another a second try at the same pass. The
+    batch rolls back, each request runs alone: four accepted, the repeat refused, the bad one
+    fails with its own error and writes nothing."""
+    import asyncpg
+
+    from schemas.pass_codes import normalize
+    from services.redemption import pg_store
+    from services.redemption.accept import stamp
+    from services.redemption.group_commit import GroupCommit
+
+    rt = _rt()
+    taken = await rt.pool.fetchval("SELECT redemption_id FROM redemptions LIMIT 1")
+    assert taken is not None
+    sizes: list[int] = []
+
+    async def run_batch(batch):  # type: ignore[no-untyped-def]
+        sizes.append(len(batch))
+        async with rt.pool.acquire() as conn:
+            return await pg_store.redeem_many(conn, batch, stamp(rt))
+
+    async def run_one(request):  # type: ignore[no-untyped-def]
+        async with rt.pool.acquire() as conn:
+            return await pg_store.redeem(conn, request, stamp(rt))
+
+    group = GroupCommit(run_batch, run_one)
+    codes = [normalize(programme.codes.pop()) for _ in range(5)]
+
+    def request(code: str, redemption_id: uuid.UUID | None = None) -> pg_store.Redeem:
+        return pg_store.Redeem(
+            code,
+            uuid.UUID(programme.sites[0]),
+            "basic-skills",
+            date_of("2026-11-20"),
+            60,
+            redemption_id=redemption_id or uuid.uuid4(),
+            event_id=uuid.uuid4(),
+        )
+
+    bad = request(codes[4], taken)
+    requests = [
+        request(codes[0]),
+        request(codes[1]),
+        request(codes[1]),
+        request(codes[2]),
+        bad,
+        request(codes[3]),
+    ]
+    answers = await asyncio.gather(*(group.submit(r) for r in requests), return_exceptions=True)
+    assert sizes == [6]
+    assert [a.outcome if isinstance(a, pg_store.Outcome) else type(a) for a in answers] == [
+        "accepted",
+        "accepted",
+        "already-redeemed",
+        "accepted",
+        asyncpg.UniqueViolationError,
+        "accepted",
+    ]
+    assert await rt.pool.fetchval("SELECT count(*) FROM outbox WHERE event_id = $1", bad.event_id) == 0
+    assert (
+        await rt.pool.fetchval(
+            "SELECT count(*) FROM redemptions r JOIN passes p USING (pass_id) WHERE p.code = $1", codes[4]
+        )
+        == 0
+    )
+    # Without the bad one, the batch goes through as one statement and decides the same way.
+    sizes.clear()
+    again = [request(codes[4]), request(codes[4]), request(codes[0])]
+    answers = await asyncio.gather(*(group.submit(r) for r in again))
+    assert sizes == [3] and [a.outcome for a in answers] == [
+        "accepted",
+        "already-redeemed",
+        "already-redeemed",
+    ]
+    written = await rt.pool.fetchval(
+        "SELECT count(*) FROM outbox WHERE event_id = ANY($1)", [r.event_id for r in again]
+    )
+    assert written == 1
+    # The service's own group commit (which keeps its connections between batches) does the same,
+    # and a failed batch leaves it with connections that work.
+    service: GroupCommit[pg_store.Redeem, pg_store.Outcome] = rt.extras["redeemer"]
+    more = [normalize(programme.codes.pop()) for _ in range(3)]
+    poison = request(more[2], taken)
+    answers = await asyncio.gather(
+        *(service.submit(r) for r in (request(more[0]), poison, request(more[1]))), return_exceptions=True
+    )
+    assert [a.outcome if isinstance(a, pg_store.Outcome) else type(a) for a in answers] == [
+        "accepted",
+        asyncpg.UniqueViolationError,
+        "accepted",
+    ]
+    for _ in range(3):
+        (after,) = await asyncio.gather(service.submit(request(normalize(programme.codes.pop()))))
+        assert after.outcome == "accepted"
+
+
+async def test_the_hot_route_validates_its_body_and_documents_it(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    """POST /redemptions reads its body itself: invalid bodies are still 422 problem bodies naming
+    the field, and the OpenAPI document still describes the body, the key and the refusals."""
+    _, redemption = stack
+    headers = site(programme, 0)
+    for content, field in (
+        (b"not json", None),
+        (b'{"code": "X"}', "learning_path"),
+        (
+            b'{"code":"X","learning_path":"basic-skills","workshop_date":"soon","duration_minutes":60}',
+            "workshop_date",
+        ),
+        (
+            b'{"code":"X","learning_path":"basic-skills","workshop_date":"2026-11-20","duration_minutes":"60"}',
+            "duration_minutes",
+        ),
+    ):
+        r = await redemption.post(
+            "/redemptions", content=content, headers={**headers, "content-type": "application/json"}
+        )
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json", r.text
+        problem = r.json()
+        assert problem["type"].endswith("invalid-request") and problem["errors"][0]["loc"][0] == "body"
+        if field:
+            assert field in problem["detail"], problem
+    long_key = {**headers, "idempotency-key": "k" * 201}
+    r = await redemption.post("/redemptions", json=body(programme.codes[-1]), headers=long_key)
+    assert r.status_code == 422 and r.json()["type"].endswith("invalid-request")
+    doc = (await redemption.get("/openapi.json")).json()["paths"]["/redemptions"]["post"]
+    schema = doc["requestBody"]["content"]["application/json"]["schema"]
+    assert set(schema["required"]) == {"code", "learning_path", "workshop_date", "duration_minutes"}
+    assert {p["name"] for p in doc["parameters"]} == {"Idempotency-Key"}
+    assert {"201", "401", "403", "404", "409", "410", "422"} <= set(doc["responses"])
+
+
+async def test_the_documented_route_and_the_shortcut_answer_alike(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    """The service answers POST /redemptions through AcceptShortcut; the FastAPI route (the one
+    OpenAPI documents) runs the same core. Called on an app without the shortcut, it answers the
+    same statuses and bodies."""
+    from fastapi import FastAPI
+
+    from services.common.problems import install_problem_handlers
+    from services.redemption import accept
+    from services.redemption.app import app as redemption_app
+
+    plain = FastAPI()
+    plain.state.runtime = redemption_app.state.runtime
+    plain.state.auth_secret = redemption_app.state.auth_secret
+    install_problem_handlers(plain)
+    plain.include_router(accept.router)
+    _, shortcut = stack
+    code = programme.codes.pop()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=plain), base_url="http://plain") as route:
+        first = await route.post("/redemptions", json=body(code), headers=site(programme, 0))
+        assert first.status_code == 201 and set(first.json()) == {
+            "redemption_id",
+            "window_id",
+            "amount_cents",
+            "accepted_at",
+        }
+        for client in (route, shortcut):
+            cases = [
+                (body(code), site(programme, 1)),
+                (body(code[:-1] + ("A" if code[-1] != "A" else "B")), site(programme, 0)),
+                ({**body(code), "extra": 1}, site(programme, 0)),
+                (body(code), FINANCE),
+                (body(code), {}),
+            ]
+            answers = [await client.post("/redemptions", json=b, headers=h) for b, h in cases]
+            assert [a.status_code for a in answers] == [409, 422, 422, 403, 401]
+            assert all(a.headers["content-type"] == "application/problem+json" for a in answers)
+            if client is route:
+                expected = [a.json() for a in answers]
+            else:
+                assert [a.json() for a in answers] == expected
+
+
+async def test_batches_racing_for_the_same_passes_in_opposite_orders_neither_deadlock_nor_double_accept(
+    stack,
+    programme,  # type: ignore[no-untyped-def]
+) -> None:
+    """Two batches on two connections, the same passes in opposite orders: each pass is accepted
+    once, and neither batch fails (with rows inserted in request order, this deadlocks: Postgres
+    then aborts one batch after deadlock_timeout)."""
+    import random
+
+    from schemas.pass_codes import ALPHABET, make_code
+    from services.redemption import pg_store
+    from services.redemption.accept import stamp
+
+    rt = _rt()
+    rng = random.Random()
+    booklet = uuid.uuid4()
+    for _ in range(3):
+        codes = list({make_code("".join(rng.choice(ALPHABET) for _ in range(10))) for _ in range(300)})
+        await rt.pool.executemany(
+            "INSERT INTO passes (pass_id, code, programme_id, booklet_id) VALUES ($1, $2, $3, $4)",
+            [(uuid.uuid4(), c, uuid.UUID(programme.programme_id), booklet) for c in codes],
+        )
+
+        def batch(order: list[str]) -> list[pg_store.Redeem]:
+            return [
+                pg_store.Redeem(
+                    c,
+                    uuid.UUID(programme.sites[0]),
+                    "basic-skills",
+                    date_of("2026-11-20"),
+                    60,
+                    redemption_id=uuid.uuid4(),
+                    event_id=uuid.uuid4(),
+                )
+                for c in order
+            ]
+
+        async def run(requests: list[pg_store.Redeem]) -> list[pg_store.Outcome]:
+            async with rt.pool.acquire() as conn:
+                return await pg_store.redeem_many(conn, requests, stamp(rt))
+
+        one, other = await asyncio.gather(run(batch(codes)), run(batch(codes[::-1])))
+        for mine, theirs in zip(one, other[::-1], strict=True):
+            assert {mine.outcome, theirs.outcome} == {"accepted", "already-redeemed"}
+
+
+async def test_a_close_waits_for_a_batch_in_flight_and_a_batch_waits_for_a_close(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    """The window lock around redeem_passes, step by step (the load test above catches a missing
+    lock only when the race happens to fall in a few microseconds): a close waits for a batch
+    still open, and its markers come after the batch's outbox rows; a batch arriving during a
+    close waits for it and is stamped with the window the close opened."""
+    from schemas.pass_codes import normalize
+    from services.redemption import pg_store
+    from services.redemption.accept import stamp
+    from services.redemption.api import close_current_window
+
+    rt = _rt()
+
+    def ask() -> pg_store.Redeem:
+        return pg_store.Redeem(
+            normalize(programme.codes.pop()),
+            uuid.UUID(programme.sites[0]),
+            "basic-skills",
+            date_of("2026-11-20"),
+            60,
+            redemption_id=uuid.uuid4(),
+            event_id=uuid.uuid4(),
+        )
+
+    first = ask()
+    async with rt.pool.acquire() as conn:
+        async with conn.transaction():
+            (outcome,) = await pg_store.redeem_many(conn, [first], stamp(rt))
+            closing = asyncio.ensure_future(close_current_window(rt))
+            await asyncio.sleep(0.3)
+            assert not closing.done(), "the close did not wait for the redemption in flight"
+        closed = await closing
+    assert outcome.outcome == "accepted" and closed["closed_window_id"] == outcome.window_id
+    seqs = await rt.pool.fetch(
+        "SELECT seq, partition FROM outbox WHERE event_id = $1 OR "
+        "(partition IS NOT NULL AND convert_from(body, 'UTF8') LIKE $2)",
+        first.event_id,
+        f'%"type":"WindowClosed"%"window_id":{outcome.window_id},%',
+    )
+    redemption_seq = next(r["seq"] for r in seqs if r["partition"] is None)
+    markers = [r["seq"] for r in seqs if r["partition"] is not None]
+    assert markers and min(markers) > redemption_seq
+
+    # A close in progress (the exclusive lock held, the next window being opened): a batch waits.
+    later = ask()
+    async with rt.pool.acquire() as closer, closer.transaction():
+        await pg_store.lock_window_exclusive(closer)
+        current = await pg_store.open_window(closer)
+        await closer.execute("INSERT INTO windows (window_id, opened_at) VALUES ($1, now())", current + 1)
+        await closer.execute("UPDATE current_window SET window_id = $1", current + 1)
+
+        async def redeem_later() -> pg_store.Outcome:
+            async with rt.pool.acquire() as conn:
+                (answer,) = await pg_store.redeem_many(conn, [later], stamp(rt))
+                return answer
+
+        waiting = asyncio.ensure_future(redeem_later())
+        await asyncio.sleep(0.3)
+        assert not waiting.done(), "a redemption went through during a close"
+    answer = await waiting
+    assert answer.outcome == "accepted" and answer.window_id == current + 1

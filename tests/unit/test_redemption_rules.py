@@ -80,3 +80,42 @@ def test_monthly_windows_follow_the_paris_calendar() -> None:
     assert not period_over(opened, datetime(2026, 11, 30, 22, 59, tzinfo=UTC), PARIS)
     assert period_over(opened, datetime(2026, 11, 30, 23, 0, tzinfo=UTC), PARIS)  # 1 Dec 00:00 Paris
     assert period_over(datetime(2026, 12, 15, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), PARIS)
+
+
+def test_each_verdict_is_worded_by_refusal_as_check_redeemable_raises_it() -> None:
+    from services.redemption.domain.rules import redeemable_verdict, refusal
+
+    cases = [
+        ({"p": None}, "unknown-pass", 404),
+        ({"p": PassView(**{**PASS.__dict__, "status": "cancelled"})}, "pass-cancelled", 410),
+        ({"today": date(2025, 12, 31)}, "pass-not-yet-valid", 409),
+        ({"p": PassView(**{**PASS.__dict__, "status": "expired"})}, "pass-expired", 410),
+        ({"today": date(2027, 2, 1)}, "pass-expired", 410),
+        ({"qualified": False}, "site-not-qualified", 403),
+        ({"learning_path": "astrology"}, "unknown-learning-path", 422),
+    ]
+    for kw, slug, status in cases:
+        args = {"p": PASS, "qualified": True, "today": TODAY, "learning_path": "basic-skills", **kw}
+        assert redeemable_verdict(**args) == slug  # type: ignore[arg-type]
+        with pytest.raises(Refusal) as exc:
+            check_redeemable(**args)  # type: ignore[arg-type]
+        terms = (
+            {}
+            if args["p"] is None
+            else {
+                "valid_from": PASS.valid_from,
+                "valid_until": PASS.valid_until,
+                "learning_paths": PASS.learning_paths,
+            }
+        )
+        worded = refusal(slug, **terms)  # type: ignore[arg-type]
+        assert (exc.value.status, exc.value.slug, exc.value.title, exc.value.detail) == (
+            status,
+            slug,
+            worded.title,
+            worded.detail,
+        )
+    assert refusal("already-redeemed").status == 409
+    assert redeemable_verdict(PASS, qualified=True, today=TODAY, learning_path="basic-skills") is None
+    with pytest.raises(ValueError):
+        refusal("no-such-refusal")

@@ -29,31 +29,63 @@ class PassView:
     learning_paths: tuple[str, ...]
 
 
-def check_redeemable(p: PassView | None, *, qualified: bool, today: date, learning_path: str) -> PassView:
+def redeemable_verdict(p: PassView | None, *, qualified: bool, today: date, learning_path: str) -> str | None:
+    """None when the pass may be redeemed, else the refusal's slug. The checks go in this order;
+    the database's redeem_passes (migration 003) makes the same decisions in the same order."""
     if p is None:
-        raise Refusal(404, "unknown-pass", "Unknown pass", "no pass has this code")
+        return "unknown-pass"
     if p.status == "cancelled":
-        raise Refusal(
-            410, "pass-cancelled", "Pass cancelled", "this pass was cancelled (lost or stolen booklet)"
-        )
+        return "pass-cancelled"
     if today < p.valid_from:
-        raise Refusal(
-            409, "pass-not-yet-valid", "Pass not yet valid", f"this pass is valid from {p.valid_from}"
-        )
+        return "pass-not-yet-valid"
     if p.status == "expired" or today > p.valid_until + timedelta(days=p.grace_days):
-        raise Refusal(410, "pass-expired", "Pass expired", f"this pass expired on {p.valid_until}")
+        return "pass-expired"
     if not qualified:
-        raise Refusal(
-            403,
-            "site-not-qualified",
-            "Site not qualified",
-            "your site is not qualified for this pass's programme",
-        )
+        return "site-not-qualified"
     if learning_path not in p.learning_paths:
-        offered = ", ".join(p.learning_paths)
-        raise Refusal(
-            422, "unknown-learning-path", "Learning path not offered", f"this programme offers: {offered}"
+        return "unknown-learning-path"
+    return None
+
+
+def refusal(
+    slug: str,
+    *,
+    valid_from: date | None = None,
+    valid_until: date | None = None,
+    learning_paths: tuple[str, ...] = (),
+) -> Refusal:
+    """The refusal a slug stands for, worded with the pass's terms."""
+    if slug == "unknown-pass":
+        return Refusal(404, slug, "Unknown pass", "no pass has this code")
+    if slug == "pass-cancelled":
+        return Refusal(410, slug, "Pass cancelled", "this pass was cancelled (lost or stolen booklet)")
+    if slug == "pass-not-yet-valid":
+        return Refusal(409, slug, "Pass not yet valid", f"this pass is valid from {valid_from}")
+    if slug == "pass-expired":
+        return Refusal(410, slug, "Pass expired", f"this pass expired on {valid_until}")
+    if slug == "site-not-qualified":
+        return Refusal(
+            403, slug, "Site not qualified", "your site is not qualified for this pass's programme"
         )
+    if slug == "unknown-learning-path":
+        offered = ", ".join(learning_paths)
+        return Refusal(422, slug, "Learning path not offered", f"this programme offers: {offered}")
+    if slug == ALREADY_REDEEMED.slug:
+        return ALREADY_REDEEMED
+    raise ValueError(f"no refusal is called {slug!r}")
+
+
+def check_redeemable(p: PassView | None, *, qualified: bool, today: date, learning_path: str) -> PassView:
+    slug = redeemable_verdict(p, qualified=qualified, today=today, learning_path=learning_path)
+    if slug is not None:
+        assert p is not None or slug == "unknown-pass"
+        raise refusal(
+            slug,
+            valid_from=p.valid_from if p else None,
+            valid_until=p.valid_until if p else None,
+            learning_paths=p.learning_paths if p else (),
+        )
+    assert p is not None
     return p
 
 
