@@ -17,8 +17,9 @@ the broker knows no such group after a replay)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from schemas.topics import Topic, topic_name
 from services.auditor.replay import LogRecord
@@ -87,7 +88,7 @@ class KafkaLog:
         finally:
             consumer.close()
 
-    def _batch(self, messages: list[Message], todo: set[tuple[str, int]]) -> list[LogRecord]:
+    def _batch(self, messages: list[Any], todo: set[tuple[str, int]]) -> list[LogRecord]:
         out = []
         topics, ends = self.names, self.ends
         for m in messages:
