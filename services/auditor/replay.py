@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 from pydantic import ValidationError
 
@@ -118,27 +119,28 @@ def replay(
 
 def _read(state: State, record: LogRecord) -> None:
     try:
-        d = orjson.loads(record.value)
-    except orjson.JSONDecodeError:
-        state.counts["unreadable"] += 1
+        env = fast.ENVELOPE.decode(record.value)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        _read_slowly(state, record)  # pydantic says whether it is readable at all
         return
-    if type(d) is dict and d.keys() == fast.ENVELOPE_KEYS and d["schema_version"] == 1:
-        type_ = d["type"]
+    if env.schema_version == 1:
+        type_ = env.type
         if type_ in _HOT:
-            line = fast.decode_line(d["payload"], type_, d["event_id"], state.funders)
+            line = fast.decode_line(env.payload, type_, env.event_id, state.funders)
             if line is not None:  # its event id is a canonical UUID too
-                if d["event_id"] not in state.seen:
-                    state.seen.add(d["event_id"])
+                if env.event_id not in state.seen:
+                    state.seen.add(env.event_id)
                     _apply_line(state, record, line)
                 return
         elif type_ in _NOT_NEEDED:
             state.counts["not_needed"] += 1
             return
-        elif type_ in _RAW and type(d["payload"]) is dict:
-            first = _first_time(state, d["event_id"])
+        elif type_ in _RAW:
+            payload = orjson.loads(memoryview(env.payload))
+            first = _first_time(state, env.event_id) if type(payload) is dict else None
             if first is not None:
                 if first:  # compared as JSON; validated only if it differs from the recomputation
-                    _issued(state, type_, d["payload"])
+                    _issued(state, type_, payload)
                 return
     _read_slowly(state, record)
 
