@@ -93,7 +93,29 @@ class Reversed(msgspec.Struct, forbid_unknown_fields=True):
     reversed_at: str
 
 
+class _SiteOnly(msgspec.Struct):
+    site_id: str
+
+
+class _StatementSite(msgspec.Struct):
+    type: str
+    payload: _SiteOnly
+
+
 ENVELOPE = msgspec.json.Decoder(Envelope)
+_STATEMENT_SITE = msgspec.json.Decoder(_StatementSite)
+
+
+def statement_site(raw: bytes) -> str | None:
+    """The site of a StatementIssued event, read without decoding its lines; None for any other
+    record. Only routes the event to the process holding that site's ledger, which reads it in full."""
+    try:
+        found = _STATEMENT_SITE.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return found.payload.site_id if found.type == "StatementIssued" else None
+
+
 _REDEEMED = msgspec.json.Decoder(Redeemed)
 _REVERSED = msgspec.json.Decoder(Reversed)
 JsonDict = dict[str, Any]

@@ -16,7 +16,7 @@ the broker knows no such group after a replay)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -75,9 +75,14 @@ class KafkaLog:
         """How many records the replay will read (the progress bar's total)."""
         return sum(self.ends[tp] - self.starts[tp] for tp in self.ends)
 
-    def records(self) -> Iterator[LogRecord]:
-        """Every record below the end offsets seen at start, each partition in offset order."""
-        todo = {tp for tp, end in self.ends.items() if end > self.starts[tp]}
+    def partitions(self, topic: Topic) -> list[tuple[str, int]]:
+        return sorted(tp for tp in self.ends if self.names[tp[0]] is topic)
+
+    def records(self, only: Iterable[tuple[str, int]] | None = None) -> Iterator[LogRecord]:
+        """Every record below the end offsets seen at start (of the `only` partitions if given),
+        each partition in offset order."""
+        wanted = self.ends.keys() if only is None else set(only)
+        todo = {tp for tp in wanted if self.ends[tp] > self.starts[tp]}
         if not todo:
             return
         consumer = Consumer(_config(self.bootstrap))
