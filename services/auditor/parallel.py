@@ -105,6 +105,15 @@ def _counted(records: Iterable[Any], progress: Progress) -> Iterator[Any]:
 
 
 @dataclass
+class Verdict:
+    """The share's comparison and laws, judged with the windows closed on its own partitions."""
+
+    clean: bool
+    pending: int = 0
+    why: str = ""
+
+
+@dataclass
 class Share:
     """What a redemption-partition process tells the main one after its fold."""
 
@@ -118,15 +127,8 @@ class Share:
     recomputed: dict[str, JsonDict] = field(default_factory=dict)  # without their lines
     issued: set[str] = field(default_factory=set)
     anomaly: str = ""
-
-
-@dataclass
-class Verdict:
-    """The share's comparison and laws, once it knows which windows are closed everywhere."""
-
-    clean: bool
-    pending: int = 0
-    why: str = ""
+    closed: list[int] = field(default_factory=list)
+    verdict: Verdict | None = None
 
 
 # --- the redemption-partition processes ----------------------------------------------------
@@ -137,15 +139,23 @@ def _share_main(
 ) -> None:
     try:
         state, share = _share_fold(log, parts, conn)
+        # Judged now, with the windows closed on every partition of this share; the main
+        # process takes the verdict only if those are the windows closed on every partition.
+        share.closed = _closed_here(share.markers, {p for _, p in parts})
+        share.verdict = _verdict(state, share.closed, db)
         conn.send(share)
-        closed = conn.recv()
-        if closed is not None:
-            conn.send(_verdict(state, closed, db))
     except Exception as exc:  # the main process falls back to the sequential replay
         with contextlib.suppress(OSError):
             conn.send(Verdict(False, why=f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+def _closed_here(markers: list[WindowClosed], mine: set[int]) -> list[int]:
+    by_window: dict[int, set[int]] = defaultdict(set)
+    for m in markers:
+        by_window[m.window_id].add(m.partition)
+    return sorted(w for w, parts in by_window.items() if parts == mine)
 
 
 def _share_fold(log: KafkaLog, parts: list[tuple[str, int]], conn: Connection) -> tuple[State, Share]:
@@ -249,8 +259,6 @@ def _parallel(
         return report
     finally:
         for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.send(None)  # a share still waiting for the closed windows: nothing more
             conn.close()
         for proc in procs:
             if report is None:
@@ -279,13 +287,8 @@ def _lead(
         for m in share.markers:
             markers[m.window_id][m.partition] = m
     closed = closed_windows(SimpleNamespace(markers=markers))  # type: ignore[arg-type]
-    for conn in conns:
-        conn.send(closed)
-    try:
-        verdicts = [conn.recv() for conn in conns]
-    except EOFError:
-        return None
-    if not all(isinstance(v, Verdict) and v.clean for v in verdicts):
+    verdicts = [s.verdict for s in shares if s.closed == closed and s.verdict and s.verdict.clean]
+    if len(verdicts) != len(shares):
         return None
     return _report(state, shares, verdicts, closed, db, strict)
 
@@ -334,11 +337,14 @@ def _independent(shares: list[Share], state: State) -> bool:
     positions = [(m.window_id, m.partition) for s in shares for m in s.markers]
     if len(positions) != len(set(positions)):
         return False
-    seen: set[int] = set(map(hash, state.seen))
-    for share in shares:
+    seen = set(shares[0].ids)
+    if not seen.isdisjoint(map(hash, state.seen)):
+        return False
+    for i, share in enumerate(shares[1:], 2):
         if not seen.isdisjoint(share.ids):
             return False
-        seen.update(share.ids)
+        if i < len(shares):
+            seen.update(share.ids)
     return True
 
 
