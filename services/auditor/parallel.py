@@ -159,7 +159,11 @@ def _closed_here(markers: list[WindowClosed], mine: set[int]) -> list[int]:
 
 
 def _share_fold(log: KafkaLog, parts: list[tuple[str, int]], conn: Connection) -> tuple[State, Share]:
-    state = fold(_reporting(log.records(parts), conn))
+    # The statements and dead letters are fetched with the redemptions, and read once the
+    # share knows its sites.
+    later: list[Any] = []
+    aux = log.partitions(Topic.CLEARING) + log.partitions(Topic.DEAD_LETTERS)
+    state = fold(_reporting(_setting_aside(log.records(parts + aux), later), conn))
     share = Share(
         events=state.events,
         redemptions=state.redemptions,
@@ -175,7 +179,7 @@ def _share_fold(log: KafkaLog, parts: list[tuple[str, int]], conn: Connection) -
     share.sites = {st["site_id"] for st in state.recomputed.values()}
     share.sites.update(line.site_id for lines in state.lines.values() for line in lines)
     share.ids = _hashes(state)
-    _read_own_statements(log, state, share.sites)
+    _read_own_statements(later, state, share.sites)
     if (state.redemptions, state.reversals, state.counts) != (
         share.redemptions,
         share.reversals,
@@ -203,10 +207,17 @@ def _hashes(state: State) -> array[int]:
     return array("q", map(hash, chain(state.seen, state.accepted, passes, pending)))
 
 
-def _read_own_statements(log: KafkaLog, state: State, sites: set[str]) -> None:
+def _setting_aside(records: Iterable[Any], later: list[Any]) -> Iterator[Any]:
+    for record in records:
+        if record.topic is Topic.REDEMPTIONS:
+            yield record
+        else:
+            later.append(record)
+
+
+def _read_own_statements(records: list[Any], state: State, sites: set[str]) -> None:
     """The statements issued for this share's sites, and every dead letter (few), fully read."""
-    topics = log.partitions(Topic.CLEARING) + log.partitions(Topic.DEAD_LETTERS)
-    for record in log.records(topics):
+    for record in records:
         if record.topic is Topic.DEAD_LETTERS or fast.statement_site(record.value) in sites:
             read_one(state, record)
 
