@@ -149,6 +149,9 @@ def _share_main(
             conn.send(Verdict(False, why=f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+        # A forked copy of the caller: skip its exit handlers and stream flushes, whose locks a
+        # thread of the parent (a progress bar) may have held at the fork.
+        os._exit(0)
 
 
 def _closed_here(markers: list[WindowClosed], mine: set[int]) -> list[int]:
@@ -274,7 +277,10 @@ def _parallel(
         for proc in procs:
             if report is None:
                 proc.kill()  # the sequential replay needs the cores now
-            proc.join()
+            proc.join(timeout=10)
+            if proc.is_alive():  # it has said all it had to say
+                proc.kill()
+                proc.join()
 
 
 def _lead(
