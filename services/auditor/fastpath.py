@@ -18,6 +18,7 @@ from datetime import datetime
 from operator import itemgetter
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 
 from schemas.events import PassRedeemed, RedemptionReversed, StatementIssued, WindowClosed
@@ -46,9 +47,77 @@ def six_canonical_uuids(joined: str) -> bool:
     )
 
 
-_REDEEMED_KEYS = frozenset(PassRedeemed.model_fields)
-_REVERSED_KEYS = frozenset(RedemptionReversed.model_fields)
-ENVELOPE_KEYS = frozenset(("event_id", "type", "schema_version", "occurred_at", "producer", "key", "payload"))
+class Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """The envelope's exact keys; the payload left undecoded until its type is known. The fields
+    the replay does not use are decoded as whatever they hold, as the dict path did."""
+
+    event_id: str
+    type: str
+    schema_version: int
+    occurred_at: Any
+    producer: Any
+    key: Any
+    payload: msgspec.Raw
+
+
+class Share(msgspec.Struct, forbid_unknown_fields=True):
+    funder_id: str
+    share_bp: int
+
+
+class Redeemed(msgspec.Struct, forbid_unknown_fields=True):
+    """`PassRedeemed`'s exact fields, typed as JSON: anything else goes to pydantic."""
+
+    redemption_id: str
+    pass_id: str
+    site_id: str
+    programme_id: str
+    window_id: int
+    face_value_cents: int
+    funders: list[Share]
+    learning_path: str
+    workshop_date: str
+    accepted_at: str
+
+
+class Reversed(msgspec.Struct, forbid_unknown_fields=True):
+    reversal_id: str
+    redemption_id: str
+    pass_id: str
+    site_id: str
+    programme_id: str
+    window_id: int
+    face_value_cents: int
+    funders: list[Share]
+    reason: str
+    reversed_at: str
+
+
+class _SiteOnly(msgspec.Struct):
+    site_id: str
+
+
+class _StatementSite(msgspec.Struct):
+    type: str
+    payload: _SiteOnly
+
+
+ENVELOPE = msgspec.json.Decoder(Envelope)
+_STATEMENT_SITE = msgspec.json.Decoder(_StatementSite)
+
+
+def statement_site(raw: bytes) -> str | None:
+    """The site of a StatementIssued event, read without decoding its lines; None for any other
+    record. Only routes the event to the process holding that site's ledger, which reads it in full."""
+    try:
+        found = _STATEMENT_SITE.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return found.payload.site_id if found.type == "StatementIssued" else None
+
+
+_REDEEMED = msgspec.json.Decoder(Redeemed)
+_REVERSED = msgspec.json.Decoder(Reversed)
 JsonDict = dict[str, Any]
 
 
@@ -78,6 +147,10 @@ def funders_key(funders: Any) -> tuple[tuple[str, int], ...]:
     return tuple((f["funder_id"], f["share_bp"]) for f in funders)
 
 
+def _shares_key(funders: list[Share]) -> tuple[tuple[str, int], ...]:
+    return tuple((f.funder_id, f.share_bp) for f in funders)
+
+
 class FundersCache:
     """The share tables the pydantic path has accepted, and the last one seen (most events of a
     log share their programme's table: comparing lists is cheaper than building the key)."""
@@ -90,54 +163,38 @@ class FundersCache:
     def key(self, raw: Any) -> tuple[tuple[str, int], ...] | None:
         if raw == self.last_raw:
             return self.last_key
-        key = funders_key(raw)
+        key = _shares_key(raw)
         if key not in self.known:
             return None
         self.last_raw, self.last_key = raw, key
         return key
 
 
-def decode_line(p: JsonDict, type_: str, event_id: str, funders: FundersCache) -> Line | None:
+def decode_line(raw: msgspec.Raw, type_: str, event_id: str, funders: FundersCache) -> Line | None:
     """A redemption or reversal payload as a `Line`, or None when only pydantic can judge it."""
     try:
         if type_ == "PassRedeemed":
-            if p.keys() != _REDEEMED_KEYS:
-                return None
-            ref, at, amount, kind = p["redemption_id"], p["accepted_at"], p["face_value_cents"], "redemption"
+            r = _REDEEMED.decode(raw)
+            ref, at, amount, kind = r.redemption_id, r.accepted_at, r.face_value_cents, "redemption"
         else:
-            if p.keys() != _REVERSED_KEYS:
-                return None
-            ref, at, amount, kind = p["reversal_id"], p["reversed_at"], -p["face_value_cents"], "reversal"
-        redemption_id, pass_id, site_id, programme_id = (
-            p["redemption_id"],
-            p["pass_id"],
-            p["site_id"],
-            p["programme_id"],
-        )
+            v = _REVERSED.decode(raw)
+            ref, at, amount, kind = v.reversal_id, v.reversed_at, -v.face_value_cents, "reversal"
+            r = v  # type: ignore[assignment]  # the same fields from here on
         if not six_canonical_uuids(
-            "\x00".join((ref, redemption_id, pass_id, site_id, programme_id, event_id))
+            "\x00".join((ref, r.redemption_id, r.pass_id, r.site_id, r.programme_id, event_id))
         ):
             return None
-        window, cents = p["window_id"], p["face_value_cents"]
-        if type(window) is not int or window < 1 or type(cents) is not int or cents <= 0:
+        window = r.window_id
+        if window < 1 or r.face_value_cents <= 0:
             return None
         when = datetime.fromisoformat(at)
-        shares = funders.key(p["funders"])
+        shares = funders.key(r.funders)
         if when.tzinfo is None or shares is None:
             return None
         return Line(
-            when,
-            ref,
-            kind,
-            p["pass_id"],
-            p["programme_id"],
-            amount,
-            shares,
-            p["site_id"],
-            window,
-            p["redemption_id"],
+            when, ref, kind, r.pass_id, r.programme_id, amount, shares, r.site_id, window, r.redemption_id
         )
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError):
         return None
 
 

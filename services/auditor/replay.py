@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import msgspec
 import orjson
 from pydantic import ValidationError
 
@@ -91,17 +92,27 @@ def replay(
     records: Iterable[LogRecord], *, db: DbStatements | None = None, strict_notifications: bool = False
 ) -> AuditReport:
     """Records must come in offset order within each partition (any interleaving of partitions)."""
-    state = State()
+    return finish(fold(records), db=db, strict_notifications=strict_notifications)
+
+
+def fold(records: Iterable[LogRecord], state: State | None = None) -> State:
+    state = state or State()
     # The fold keeps millions of small objects and frees none: the cyclic collector would only
     # rescan them (measured: a third of the replay time on the 1M bench log).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for state.events, record in enumerate(records, 1):
-            _read(state, record)
+        start = state.events
+        for n, record in enumerate(records, start + 1):
+            state.events = n
+            read_one(state, record)
     finally:
         if collecting:
             gc.enable()
+    return state
+
+
+def finish(state: State, *, db: DbStatements | None, strict_notifications: bool) -> AuditReport:
     report = AuditReport(
         events_read=state.events,
         redemptions=state.redemptions,
@@ -116,29 +127,30 @@ def replay(
     return report
 
 
-def _read(state: State, record: LogRecord) -> None:
+def read_one(state: State, record: LogRecord) -> None:
     try:
-        d = orjson.loads(record.value)
-    except orjson.JSONDecodeError:
-        state.counts["unreadable"] += 1
+        env = fast.ENVELOPE.decode(record.value)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        _read_slowly(state, record)  # pydantic says whether it is readable at all
         return
-    if type(d) is dict and d.keys() == fast.ENVELOPE_KEYS and d["schema_version"] == 1:
-        type_ = d["type"]
+    if env.schema_version == 1:
+        type_ = env.type
         if type_ in _HOT:
-            line = fast.decode_line(d["payload"], type_, d["event_id"], state.funders)
+            line = fast.decode_line(env.payload, type_, env.event_id, state.funders)
             if line is not None:  # its event id is a canonical UUID too
-                if d["event_id"] not in state.seen:
-                    state.seen.add(d["event_id"])
+                if env.event_id not in state.seen:
+                    state.seen.add(env.event_id)
                     _apply_line(state, record, line)
                 return
         elif type_ in _NOT_NEEDED:
             state.counts["not_needed"] += 1
             return
-        elif type_ in _RAW and type(d["payload"]) is dict:
-            first = _first_time(state, d["event_id"])
+        elif type_ in _RAW:
+            payload = orjson.loads(memoryview(env.payload))
+            first = _first_time(state, env.event_id) if type(payload) is dict else None
             if first is not None:
                 if first:  # compared as JSON; validated only if it differs from the recomputation
-                    _issued(state, type_, d["payload"])
+                    _issued(state, type_, payload)
                 return
     _read_slowly(state, record)
 

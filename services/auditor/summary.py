@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from rich.console import Console
@@ -27,6 +28,15 @@ def with_progress(items: Iterable[T], total: int, console: Console, label: str) 
             if n % 10_000 == 0:
                 progress.update(task, completed=n)
         progress.update(task, completed=n)
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, console: Console, label: str) -> Iterator[Callable[[int], None]]:
+    """A bar advanced by the callback it yields (for reads spread over several processes)."""
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
 
 
 def render(report: AuditReport, console: Console) -> None:

@@ -231,7 +231,8 @@ def audit_replay(
     Exit status 0 only when everything matches and every conservation law holds."""
     from services.auditor.files import FileLog
     from services.auditor.kafka_log import KafkaLog
-    from services.auditor.summary import render, with_progress
+    from services.auditor.parallel import replay_kafka_with_mode
+    from services.auditor.summary import progress_bar, render, with_progress
 
     err = Console(stderr=True)
     log = FileLog(from_dir) if from_dir else KafkaLog(bootstrap, prefix)
@@ -240,8 +241,16 @@ def audit_replay(
         from services.auditor.pg_statements import read_statements
 
         db = read_statements(database_url, db_schema)
-    records = with_progress(log.records(), log.size(), err, "replaying the event log")
-    result = replay(records, db=db, strict_notifications=strict_notifications)
+    label = "replaying the event log"
+    if isinstance(log, FileLog):
+        records = with_progress(log.records(), log.size(), err, label)
+        result = replay(records, db=db, strict_notifications=strict_notifications)
+    else:
+        with progress_bar(log.size(), err, label) as advance:
+            result, mode = replay_kafka_with_mode(
+                log, db=db, strict_notifications=strict_notifications, progress=advance
+            )
+        err.print(f"replayed {'on every core' if mode == 'parallel' else 'in one process'} ({mode})")
     data = json.dumps(result.as_json(), indent=2, default=str)
     if report:
         report.write_text(data)

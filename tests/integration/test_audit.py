@@ -14,12 +14,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from confluent_kafka.admin import AdminClient
 from kafka import KafkaProducer
 
 from schemas.events import NotificationDelivered, Payload
 from schemas.topics import Topic, topic_name
 from services.auditor.files import FileLog, export_log
-from services.auditor.kafka_log import KafkaLog
+from services.auditor.kafka_log import _UNJOINED_GROUP, KafkaLog
+from services.auditor.parallel import replay_kafka_with_mode
 from services.auditor.replay import replay
 from services.clearing import pg_store
 from services.clearing.domain import statements as core
@@ -128,6 +130,24 @@ def test_a_clean_log_replays_to_exit_0_and_identical_reports(
     assert report["redemptions"] == 200 and report["funder_statements"]["recomputed"] == 3
 
 
+def test_the_parallel_replay_gives_the_sequential_report_and_joins_no_group(
+    log, bootstrap: str, topic_prefix: str, database_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    from services.auditor.pg_statements import read_statements
+
+    db = read_statements(database_url)
+    sequential = replay(KafkaLog(bootstrap, topic_prefix).records(), db=db).as_json()
+    parallel, mode = replay_kafka_with_mode(KafkaLog(bootstrap, topic_prefix), db=db, processes=2)
+    assert mode == "parallel" and parallel.as_json() == sequential and sequential["ok"]
+    strict, mode = replay_kafka_with_mode(KafkaLog(bootstrap, topic_prefix), strict_notifications=True)
+    assert mode == "parallel" and strict.ok
+    # The consumer library insists on a group id; the broker must never have heard of it.
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    listed = admin.list_consumer_groups().result(timeout=30)
+    assert not listed.errors
+    assert _UNJOINED_GROUP not in {g.group_id for g in listed.valid}
+
+
 def test_replay_from_exported_files_equals_replay_from_kafka(
     log, bootstrap: str, topic_prefix: str, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -200,3 +220,6 @@ def test_a_forged_statement_event_is_a_digest_mismatch(log, bootstrap: str, topi
     diffs = [d for d in report.differences if d.kind == "statement"]
     assert [(d.subject, d.window_id) for d in diffs] == [(str(real.site_id), 1)]
     assert "digest" in diffs[0].problem
+    # A difference is not the parallel path's to report: the whole log is replayed in one process.
+    again, mode = replay_kafka_with_mode(KafkaLog(bootstrap, topic_prefix), processes=2)
+    assert mode == "sequential" and again.as_json() == report.as_json()

@@ -173,3 +173,13 @@ def test_the_cheap_uuid_check_agrees_with_the_regex() -> None:
 
     agree()
     assert six_canonical_uuids("\x00".join([str(uuid.UUID(int=i)) for i in range(6)]))
+
+
+def test_a_statement_is_routed_by_its_own_site_and_nothing_else_is() -> None:
+    from services.auditor.fastpath import statement_site
+
+    events, issued = clean_log()
+    records = log_of(events, issued)
+    sites = [statement_site(r.value) for r in records]
+    assert sites.count(str(SITE)) == 1  # the StatementIssued; not the funder statements or redemptions
+    assert statement_site(b"not json") is None and statement_site(b'{"type": "StatementIssued"}') is None

@@ -1,0 +1,417 @@
+"""The replay from Kafka on every core: one process per group of redemption partitions.
+
+A site's ledger lives in one partition and a statement is one site's, so each process folds its
+partitions with the same fold as the sequential replay, reads the statements issued for its own
+sites (and the dead letters), compares them and checks the conservation laws over its share of
+the log. This process folds the other topics meanwhile (reference data, funder statements,
+notification outcomes, statements of no process's sites) and checks what spans them: the calls
+for funds, the window totals, one outcome per statement.
+
+The result must be the sequential replay's, byte for byte. The shares are provably independent
+only when no site, event id, pass id or redemption id appears in two shares, every marker sits
+with the partitions it closes, no redemption-type event sits outside the redemption topic, and
+every share finds everything in order. That is what this module checks; when any of it fails,
+a difference or a broken law included, `replay_kafka` replays the whole log again in one
+process, whose report is the reference (exact, just slower). A clean log takes the fast path.
+
+The ids are compared as their 64-bit `hash()` (the processes are forked, so they share the hash
+secret): equal hashes are taken as "may be the same id" and send the replay down the sequential
+path, so a collision costs time, never a wrong report."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+from array import array
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from multiprocessing.connection import Connection, wait
+from types import SimpleNamespace
+from typing import Any
+
+from schemas.events import WindowClosed
+from schemas.topics import Topic
+from services.auditor import checks as laws
+from services.auditor import fastpath as fast
+from services.auditor.kafka_log import KafkaLog
+from services.auditor.replay import (
+    DbStatements,
+    State,
+    _compare_all,
+    closed_windows,
+    fold,
+    read_one,
+    recomputed_funder_statements,
+    replay,
+)
+from services.auditor.report import AuditReport, Check
+
+JsonDict = dict[str, Any]
+Progress = Callable[[int], None]
+_NOTE = "redemptions of still-open windows are counted as pending"
+
+
+def replay_kafka(
+    log: KafkaLog,
+    *,
+    db: DbStatements | None = None,
+    strict_notifications: bool = False,
+    processes: int | None = None,
+    progress: Progress | None = None,
+) -> AuditReport:
+    """The replay of `log`: in parallel when the shares are independent and clean, else in one
+    process (the reference). Same report either way."""
+    return replay_kafka_with_mode(
+        log, db=db, strict_notifications=strict_notifications, processes=processes, progress=progress
+    )[0]
+
+
+def replay_kafka_with_mode(
+    log: KafkaLog,
+    *,
+    db: DbStatements | None = None,
+    strict_notifications: bool = False,
+    processes: int | None = None,
+    progress: Progress | None = None,
+) -> tuple[AuditReport, str]:
+    groups = _groups(log.partitions(Topic.REDEMPTIONS), processes or os.cpu_count() or 1)
+    if len(groups) > 1 and "fork" in mp.get_all_start_methods():
+        report = _parallel(log, groups, db, strict_notifications, progress)
+        if report is not None:
+            return report, "parallel"
+    records = log.records()
+    if progress is not None:
+        records = _counted(records, progress)
+    return replay(records, db=db, strict_notifications=strict_notifications), "sequential"
+
+
+def _groups(partitions: list[tuple[str, int]], processes: int) -> list[list[tuple[str, int]]]:
+    groups: list[list[tuple[str, int]]] = [[] for _ in range(min(processes, len(partitions)))]
+    for i, tp in enumerate(partitions):
+        groups[i % len(groups)].append(tp)
+    return groups
+
+
+def _counted(records: Iterable[Any], progress: Progress) -> Iterator[Any]:
+    n = 0
+    for n, record in enumerate(records, 1):
+        yield record
+        if n % 10_000 == 0:
+            progress(10_000)
+    progress(n % 10_000)
+
+
+@dataclass
+class Verdict:
+    """The share's comparison and laws, judged with the windows closed on its own partitions."""
+
+    clean: bool
+    pending: int = 0
+    why: str = ""
+
+
+@dataclass
+class Share:
+    """What a redemption-partition process tells the main one after its fold."""
+
+    sites: set[str] = field(default_factory=set)
+    markers: list[WindowClosed] = field(default_factory=list)
+    ids: array[int] = field(default_factory=lambda: array("q"))
+    events: int = 0
+    redemptions: int = 0
+    reversals: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    recomputed: dict[str, JsonDict] = field(default_factory=dict)  # without their lines
+    issued: set[str] = field(default_factory=set)
+    anomaly: str = ""
+    closed: list[int] = field(default_factory=list)
+    verdict: Verdict | None = None
+
+
+# --- the redemption-partition processes ----------------------------------------------------
+
+
+def _share_main(
+    log: KafkaLog, parts: list[tuple[str, int]], conn: Connection, db: DbStatements | None
+) -> None:
+    try:
+        state, share = _share_fold(log, parts, conn)
+        # Judged now, with the windows closed on every partition of this share; the main
+        # process takes the verdict only if those are the windows closed on every partition.
+        share.closed = _closed_here(share.markers, {p for _, p in parts})
+        share.verdict = _verdict(state, share.closed, db)
+        conn.send(share)
+    except Exception as exc:  # the main process falls back to the sequential replay
+        with contextlib.suppress(OSError):
+            conn.send(Verdict(False, why=f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+        # A forked copy of the caller: skip its exit handlers and stream flushes, whose locks a
+        # thread of the parent (a progress bar) may have held at the fork.
+        os._exit(0)
+
+
+def _closed_here(markers: list[WindowClosed], mine: set[int]) -> list[int]:
+    by_window: dict[int, set[int]] = defaultdict(set)
+    for m in markers:
+        by_window[m.window_id].add(m.partition)
+    return sorted(w for w, parts in by_window.items() if parts == mine)
+
+
+def _share_fold(log: KafkaLog, parts: list[tuple[str, int]], conn: Connection) -> tuple[State, Share]:
+    # The statements and dead letters are fetched with the redemptions, and read once the
+    # share knows its sites.
+    later: list[Any] = []
+    aux = log.partitions(Topic.CLEARING) + log.partitions(Topic.DEAD_LETTERS)
+    state = fold(_reporting(_setting_aside(log.records(parts + aux), later), conn))
+    share = Share(
+        events=state.events,
+        redemptions=state.redemptions,
+        reversals=state.reversals,
+        counts=Counter(state.counts),
+        markers=[m for parts_ in state.markers.values() for m in parts_.values()],
+    )
+    mine = {p for _, p in parts}
+    if any(m.partition not in mine for m in share.markers):
+        share.anomaly = "a window marker names a partition it does not sit on"
+    if state.issued or state.funder_issued or state.outcomes or state.dead_letters:
+        share.anomaly = "statements, outcomes or dead letters on the redemption topic"
+    share.sites = {st["site_id"] for st in state.recomputed.values()}
+    share.sites.update(line.site_id for lines in state.lines.values() for line in lines)
+    share.ids = _hashes(state)
+    _read_own_statements(later, state, share.sites)
+    if (state.redemptions, state.reversals, state.counts) != (
+        share.redemptions,
+        share.reversals,
+        share.counts,
+    ):
+        share.anomaly = "a statement or dead letter could not be read"
+    share.recomputed = {sid: _summary(st) for sid, st in state.recomputed.items()}
+    share.issued = set(state.issued)
+    return state, share
+
+
+def _reporting(records: Iterable[Any], conn: Connection) -> Iterator[Any]:
+    n = 0
+    for n, record in enumerate(records, 1):
+        yield record
+        if n % 50_000 == 0:
+            conn.send(50_000)
+    conn.send(n % 50_000)
+
+
+def _hashes(state: State) -> array[int]:
+    """Event ids, redemption ids and pass ids of this share, as hashes (see the module doc)."""
+    passes = (line["pass_id"] for st in state.recomputed.values() for line in st["lines"])
+    pending = (line.pass_id for lines in state.lines.values() for line in lines)
+    return array("q", map(hash, chain(state.seen, state.accepted, passes, pending)))
+
+
+def _setting_aside(records: Iterable[Any], later: list[Any]) -> Iterator[Any]:
+    for record in records:
+        if record.topic is Topic.REDEMPTIONS:
+            yield record
+        else:
+            later.append(record)
+
+
+def _read_own_statements(records: list[Any], state: State, sites: set[str]) -> None:
+    """The statements issued for this share's sites, and every dead letter (few), fully read."""
+    for record in records:
+        if record.topic is Topic.DEAD_LETTERS or fast.statement_site(record.value) in sites:
+            read_one(state, record)
+
+
+def _summary(st: JsonDict) -> JsonDict:
+    return {k: v for k, v in st.items() if k != "lines"}
+
+
+def _verdict(state: State, closed: list[int], db: DbStatements | None) -> Verdict:
+    report = AuditReport(windows_closed=closed)
+    _compare_all(report, "statement", state.recomputed, state.issued, "issued")
+    for _, id_, again in state.issued_again:  # only StatementIssued events are read here
+        mine = {id_: state.recomputed[id_]} if id_ in state.recomputed else {}
+        _compare_all(report, "statement", mine, {id_: again}, "issued")
+    if db is not None:
+        sites = {st["site_id"] for st in state.recomputed.values()}
+        theirs = {sid: st for sid, st in db.statements.items() if st.get("site_id") in sites}
+        _compare_all(report, "db-statement", state.recomputed, theirs, "database")
+    if report.differences:
+        return Verdict(False, why=f"{len(report.differences)} difference(s)")
+    accounted = laws._redemptions_accounted(state, report)
+    shares = laws._shares_sum(state)
+    if not (accounted.ok and shares.ok and not state.twice):
+        return Verdict(False, why="a conservation law is broken")
+    return Verdict(True, pending=accounted.pending)
+
+
+# --- the main process ----------------------------------------------------------------------
+
+
+def _parallel(
+    log: KafkaLog,
+    groups: list[list[tuple[str, int]]],
+    db: DbStatements | None,
+    strict: bool,
+    progress: Progress | None,
+) -> AuditReport | None:
+    ctx = mp.get_context("fork")
+    conns, procs = [], []
+    for parts in groups:
+        mine, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_share_main, args=(log, parts, theirs, db), daemon=True)
+        proc.start()
+        theirs.close()
+        conns.append(mine)
+        procs.append(proc)
+    report = None
+    try:
+        report = _lead(log, conns, db, strict, progress)
+        return report
+    finally:
+        for conn in conns:
+            conn.close()
+        for proc in procs:
+            if report is None:
+                proc.kill()  # the sequential replay needs the cores now
+            proc.join(timeout=10)
+            if proc.is_alive():  # it has said all it had to say
+                proc.kill()
+                proc.join()
+
+
+def _lead(
+    log: KafkaLog, conns: list[Connection], db: DbStatements | None, strict: bool, progress: Progress | None
+) -> AuditReport | None:
+    others = [tp for tp in log.ends if log.names[tp[0]] is not Topic.REDEMPTIONS]
+    deferred: list[Any] = []
+    state = fold(_deferring(log.records(others), deferred, progress))
+    state.events += len(deferred)  # read below, or by the share that holds their site
+    shares = _receive(conns, progress)
+    if shares is None or not _independent(shares, state):
+        return None
+    sites = set().union(*(s.sites for s in shares))
+    for record in deferred:  # statements of no share's site: "issued but not in the log"
+        if fast.statement_site(record.value) not in sites:
+            read_one(state, record)
+    if state.issued or state.lines or state.accepted or state.markers or state.twice:
+        return None
+    markers: dict[int, dict[int, WindowClosed]] = defaultdict(dict)
+    for share in shares:
+        for m in share.markers:
+            markers[m.window_id][m.partition] = m
+    closed = closed_windows(SimpleNamespace(markers=markers))  # type: ignore[arg-type]
+    verdicts = [s.verdict for s in shares if s.closed == closed and s.verdict and s.verdict.clean]
+    if len(verdicts) != len(shares):
+        return None
+    return _report(state, shares, verdicts, closed, db, strict)
+
+
+def _deferring(records: Iterable[Any], deferred: list[Any], progress: Progress | None) -> Iterator[Any]:
+    """Every record but the StatementIssued events, which wait to know whose site they are."""
+    n = 0
+    for n, record in enumerate(records, 1):
+        if record.topic is Topic.CLEARING and fast.statement_site(record.value) is not None:
+            deferred.append(record)
+        else:
+            yield record
+        if progress is not None and n % 10_000 == 0:
+            progress(10_000)
+    if progress is not None:
+        progress(n % 10_000)
+
+
+def _receive(conns: list[Connection], progress: Progress | None) -> list[Share] | None:
+    shares: dict[int, Share] = {}
+    pending = dict(enumerate(conns))
+    while pending:
+        ready = wait(list(pending.values()))
+        for i, conn in list(pending.items()):
+            if conn not in ready:
+                continue
+            try:
+                message = conn.recv()
+            except EOFError:
+                return None
+            if isinstance(message, int):
+                if progress is not None:
+                    progress(message)
+            elif isinstance(message, Share) and not message.anomaly:
+                shares[i] = message
+                del pending[i]
+            else:
+                return None
+    return [shares[i] for i in range(len(conns))]
+
+
+def _independent(shares: list[Share], state: State) -> bool:
+    sites = [s.sites for s in shares]
+    if sum(map(len, sites)) != len(set().union(*sites)):
+        return False
+    positions = [(m.window_id, m.partition) for s in shares for m in s.markers]
+    if len(positions) != len(set(positions)):
+        return False
+    seen = set(shares[0].ids)
+    if not seen.isdisjoint(map(hash, state.seen)):
+        return False
+    for i, share in enumerate(shares[1:], 2):
+        if not seen.isdisjoint(share.ids):
+            return False
+        if i < len(shares):
+            seen.update(share.ids)
+    return True
+
+
+def _report(
+    state: State,
+    shares: list[Share],
+    verdicts: list[Verdict],
+    closed: list[int],
+    db: DbStatements | None,
+    strict: bool,
+) -> AuditReport | None:
+    recomputed = {sid: st for s in shares for sid, st in s.recomputed.items()}
+    merged = SimpleNamespace(recomputed=recomputed, issued={}, funder_issued=state.funder_issued)
+    funders = recomputed_funder_statements(merged, closed)  # type: ignore[arg-type]
+    report = AuditReport(
+        events_read=state.events + sum(s.events for s in shares),
+        redemptions=sum(s.redemptions for s in shares),
+        reversals=sum(s.reversals for s in shares),
+        unreadable=state.counts["unreadable"] + sum(s.counts["unreadable"] for s in shares),
+        not_needed=state.counts["not_needed"] + sum(s.counts["not_needed"] for s in shares),
+        windows_closed=closed,
+        statements_recomputed=len(recomputed),
+        statements_issued=sum(len(s.issued) for s in shares),
+        funder_statements_recomputed=len(funders),
+        funder_statements_issued=len(state.funder_issued),
+        total_cleared_cents=sum(st["total_cents"] for st in recomputed.values()),
+        database_compared=db is not None,
+    )
+    _compare_all(report, "funder-statement", funders, state.funder_issued, "issued")
+    for type_, id_, again in state.issued_again:
+        if type_ != "FunderStatementIssued":
+            return None
+        _compare_all(
+            report, "funder-statement", {id_: funders[id_]} if id_ in funders else {}, {id_: again}, "issued"
+        )
+    if db is not None:
+        if not db.statements.keys() <= recomputed.keys():
+            return None
+        _compare_all(report, "db-funder-statement", funders, db.funder_statements, "database")
+    issued = dict.fromkeys(chain.from_iterable(s.issued for s in shares))
+    notified = laws._notifications(SimpleNamespace(issued=issued, outcomes=state.outcomes), strict=strict)  # type: ignore[arg-type]
+    totals = laws._shares_sum(merged)  # type: ignore[arg-type]
+    if report.differences or not (notified.ok and totals.ok):
+        return None
+    report.checks = {
+        "redemption_in_exactly_one_statement_or_dead_letter": Check(
+            True, 0, [], _NOTE, sum(v.pending for v in verdicts)
+        ),
+        "one_notification_outcome_per_statement": notified,
+        "funder_shares_sum_to_totals": totals,
+        "pass_redeemed_at_most_once": Check(True, 0, []),
+    }
+    return report
