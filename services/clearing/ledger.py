@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from schemas.envelope import Envelope
 from schemas.events import PassRedeemed, Payload, RedemptionReversed, WindowClosed, parse_payload
 from schemas.topics import Topic
-from services.clearing import pg_store
+from services.clearing import incoming, pg_store
 from services.clearing.domain import statements as core
 from services.common import metrics
 from services.common.dead_letters import Incoming, PoisonMessage, first_line, record_dead_letter
@@ -48,30 +48,32 @@ class LedgerApplier:
 
     async def apply(self, batch: Sequence[Incoming]) -> None:
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            readable: list[tuple[Incoming, Envelope, Payload]] = []
+            rows: list[incoming.Row] = []
+            dead = 0
             for message in batch:
+                row = incoming.redeemed_row(message.value, message.partition)
+                if row is not None:
+                    rows.append(row)
+                    continue
                 try:
                     envelope = Envelope.from_bytes(message.value)
-                    readable.append((message, envelope, parse_payload(envelope)))
+                    payload = parse_payload(envelope)
                 except (ValidationError, ValueError) as exc:
                     await self._dead_letter(conn, message, f"unreadable event: {first_line(exc)}")
-            # One statement records the whole batch as processed; only the ids it inserted are
-            # new (a redelivery returns none of them), all in the transaction of their effect.
-            fresh = await _first_time(conn, [envelope.event_id for _, envelope, _ in readable])
-            pending: list[tuple[core.LedgerLine, int]] = []
-            for message, envelope, payload in readable:
-                if envelope.event_id not in fresh:
+                    dead += 1
                     continue
-                fresh.discard(envelope.event_id)  # the same event twice in one batch counts once
                 if isinstance(payload, PassRedeemed | RedemptionReversed):
-                    pending.append((core.ledger_line(payload), message.partition))
-                elif isinstance(payload, WindowClosed):
-                    # Lines before the marker belong to the statements it triggers.
-                    await pg_store.add_lines(conn, pending)
-                    pending.clear()
+                    rows.append(
+                        incoming.line_row(envelope.event_id, core.ledger_line(payload), message.partition)
+                    )
+                    continue
+                # Lines before a marker belong to the statements it triggers: applied first.
+                await _apply_lines(conn, rows)
+                rows.clear()
+                if await _first_time(conn, [envelope.event_id]) and isinstance(payload, WindowClosed):
                     await self._close_or_dead_letter(conn, payload, message)
-            await pg_store.add_lines(conn, pending)
-            metrics.EVENTS_IN.labels(CONSUMER).inc(len(readable))
+            await _apply_lines(conn, rows)
+            metrics.EVENTS_IN.labels(CONSUMER).inc(len(batch) - dead)
 
     async def _close_or_dead_letter(
         self, conn: asyncpg.Connection, marker: WindowClosed, message: Incoming
@@ -121,6 +123,39 @@ class LedgerApplier:
             message=message,
             reason=reason,
         )
+
+
+# The batch's lines are copied (binary COPY, one round trip) into a temporary table, then one
+# statement records their events as processed and adds the lines of those seen for the first
+# time: a redelivery, whole or partial, finds its records and adds nothing (invariant 4). The
+# same event twice in one batch is one record (ON CONFLICT DO NOTHING within the statement).
+STAGING = "clearing_incoming"
+STAGING_COLUMNS = (
+    "event_id", "ref_id", "kind", "site_id", "pass_id", "programme_id", "window_id", "amount_cents",
+    "funders", "at", "partition",
+)  # fmt: skip
+_CREATE_STAGING = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING} (event_id uuid, ref_id uuid, kind text, site_id uuid, "
+    "pass_id uuid, programme_id uuid, window_id integer, amount_cents bigint, funders jsonb, "
+    "at timestamptz, partition integer) ON COMMIT DELETE ROWS"
+)
+_APPLY_STAGED = (
+    f"WITH staged AS (DELETE FROM {STAGING} RETURNING *), "
+    "fresh AS (INSERT INTO processed_events (consumer, event_id) SELECT $1, event_id FROM staged "
+    "ON CONFLICT DO NOTHING RETURNING event_id) "
+    "INSERT INTO ledger_lines (ref_id, kind, site_id, pass_id, programme_id, window_id, amount_cents, "
+    "funders, at, partition) SELECT s.ref_id, s.kind, s.site_id, s.pass_id, s.programme_id, s.window_id, "
+    "s.amount_cents, s.funders, s.at, s.partition FROM staged s JOIN fresh USING (event_id) "
+    "ON CONFLICT (ref_id) DO NOTHING"
+)
+
+
+async def _apply_lines(conn: asyncpg.Connection, rows: list[incoming.Row]) -> None:
+    if not rows:
+        return
+    await conn.execute(_CREATE_STAGING)
+    await conn.copy_records_to_table(STAGING, records=rows, columns=STAGING_COLUMNS)
+    await conn.execute(_APPLY_STAGED, CONSUMER)
 
 
 async def _first_time(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
