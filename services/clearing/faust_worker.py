@@ -11,13 +11,14 @@ making a redelivery a no-op.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
+from faust.types import Message
 
 from services.clearing.faust_batches import BatchingApp
-from services.clearing.ledger import LedgerApplier
-from services.common.dead_letters import Incoming
+from services.clearing.ledger import LedgerApplier, Prepared, prepare
 
 # Records per fetch (one batch, one transaction) and fetched batches buffered ahead of the agent.
 MAX_POLL_RECORDS = 5000
@@ -47,15 +48,33 @@ def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: L
 
     @app.agent(batches, concurrency=1)
     async def ledger(stream: Any) -> None:
-        async for fetched in stream:
-            current = [m for m in fetched if app.is_current(m)]
-            if not current:
-                continue
-            await applier.apply_with_retry(
-                [Incoming(m.topic, m.partition, m.offset, m.value) for m in current]
-            )
-            # Only now, after the commit, may faust commit these offsets.
-            for message in current:
-                app.consumer.ack(message)
+        # One batch in the database at a time, acked in order after its commit; the next batch
+        # is read and decided (pure CPU) while the database works on this one.
+        in_flight: asyncio.Future[None] | None = None
+        try:
+            async for fetched in stream:
+                prepared = prepare(fetched) if current(fetched) else None
+                if in_flight is not None:
+                    await in_flight
+                # Checked again: a rebalance may have happened while the last batch committed.
+                if prepared is not None and current(fetched):
+                    in_flight = asyncio.ensure_future(apply_then_ack(prepared, fetched))
+                del fetched  # a skipped batch must not stay referenced (faust's wait_empty)
+            if in_flight is not None:
+                await in_flight
+        finally:
+            if in_flight is not None and not in_flight.done():
+                in_flight.cancel()  # rolled back, not acked: redelivered, and applied once
+
+    def current(fetched: list[Message]) -> bool:
+        # A fetch is one generation: its first and last message say for all of it.
+        return bool(fetched) and app.is_current(fetched[0]) and app.is_current(fetched[-1])
+
+    async def apply_then_ack(prepared: Prepared, fetched: list[Message]) -> None:
+        await applier.apply_with_retry(prepared)
+        # Only now, after the commit, may faust commit these offsets.
+        ack = app.consumer.ack
+        for message in fetched:
+            ack(message)
 
     return app

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import asyncpg
 import structlog
@@ -30,50 +32,103 @@ CONSUMER = "clearing-ledger"
 EVENT_NS = uuid.UUID("a3c1f1e4-55d7-4c8b-9d0e-8f1b2c3d4e5f")
 
 
+class Fetched(Protocol):
+    """A message as the worker hands it over: faust's own, or an `Incoming`."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def value(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    message: Incoming
+    reason: str
+
+
+@dataclass(frozen=True)
+class Other:
+    """A readable event that is not a ledger line (a WindowClosed marker, mostly)."""
+
+    message: Incoming
+    event_id: uuid.UUID
+    payload: Payload
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch read and decided, with no I/O yet: runs of ledger rows, and in their place in the
+    stream the markers and unreadable messages. Pure, so the worker can prepare the next batch
+    while the database applies this one."""
+
+    steps: list[list[incoming.Row] | Unreadable | Other]
+    size: int
+    readable: int
+
+
+def prepare(batch: Sequence[Fetched]) -> Prepared:
+    steps: list[list[incoming.Row] | Unreadable | Other] = []
+    rows: list[incoming.Row] = []
+    unreadable = 0
+    for message in batch:
+        row = incoming.redeemed_row(message.value, message.partition)
+        if row is not None:
+            rows.append(row)
+            continue
+        fetched = Incoming(message.topic, message.partition, message.offset, message.value)
+        try:
+            envelope = Envelope.from_bytes(message.value)
+            payload = parse_payload(envelope)
+        except (ValidationError, ValueError) as exc:
+            steps.append(Unreadable(fetched, f"unreadable event: {first_line(exc)}"))
+            unreadable += 1
+            continue
+        if isinstance(payload, PassRedeemed | RedemptionReversed):
+            rows.append(incoming.line_row(envelope.event_id, core.ledger_line(payload), message.partition))
+            continue
+        # Lines before a marker belong to the statements it triggers: applied first.
+        if rows:
+            steps.append(rows)
+            rows = []
+        steps.append(Other(fetched, envelope.event_id, payload))
+    if rows:
+        steps.append(rows)
+    return Prepared(steps, len(batch), len(batch) - unreadable)
+
+
 class LedgerApplier:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
 
-    async def apply_with_retry(self, batch: Sequence[Incoming]) -> None:
+    async def apply_with_retry(self, batch: Sequence[Fetched] | Prepared) -> None:
         # The database being away is not the messages' fault: retry the batch, never skip it.
+        prepared = batch if isinstance(batch, Prepared) else prepare(batch)
         delay = 0.5
         while True:
             try:
-                await self.apply(batch)
+                await self.apply(prepared)
                 return
             except Exception:
-                log.exception("clearing failed to apply a batch; retrying", size=len(batch))
+                log.exception("clearing failed to apply a batch; retrying", size=prepared.size)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
 
-    async def apply(self, batch: Sequence[Incoming]) -> None:
+    async def apply(self, batch: Sequence[Fetched] | Prepared) -> None:
+        prepared = batch if isinstance(batch, Prepared) else prepare(batch)
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            rows: list[incoming.Row] = []
-            dead = 0
-            for message in batch:
-                row = incoming.redeemed_row(message.value, message.partition)
-                if row is not None:
-                    rows.append(row)
-                    continue
-                try:
-                    envelope = Envelope.from_bytes(message.value)
-                    payload = parse_payload(envelope)
-                except (ValidationError, ValueError) as exc:
-                    await self._dead_letter(conn, message, f"unreadable event: {first_line(exc)}")
-                    dead += 1
-                    continue
-                if isinstance(payload, PassRedeemed | RedemptionReversed):
-                    rows.append(
-                        incoming.line_row(envelope.event_id, core.ledger_line(payload), message.partition)
-                    )
-                    continue
-                # Lines before a marker belong to the statements it triggers: applied first.
-                await _apply_lines(conn, rows)
-                rows.clear()
-                if await _first_time(conn, [envelope.event_id]) and isinstance(payload, WindowClosed):
-                    await self._close_or_dead_letter(conn, payload, message)
-            await _apply_lines(conn, rows)
-            metrics.EVENTS_IN.labels(CONSUMER).inc(len(batch) - dead)
+            for step in prepared.steps:
+                if isinstance(step, list):
+                    await _apply_lines(conn, step)
+                elif isinstance(step, Unreadable):
+                    await self._dead_letter(conn, step.message, step.reason)
+                elif await _first_time(conn, [step.event_id]) and isinstance(step.payload, WindowClosed):
+                    await self._close_or_dead_letter(conn, step.payload, step.message)
+            metrics.EVENTS_IN.labels(CONSUMER).inc(prepared.readable)
 
     async def _close_or_dead_letter(
         self, conn: asyncpg.Connection, marker: WindowClosed, message: Incoming
@@ -151,8 +206,6 @@ _APPLY_STAGED = (
 
 
 async def _apply_lines(conn: asyncpg.Connection, rows: list[incoming.Row]) -> None:
-    if not rows:
-        return
     await conn.execute(_CREATE_STAGING)
     await conn.copy_records_to_table(STAGING, records=rows, columns=STAGING_COLUMNS)
     await conn.execute(_APPLY_STAGED, CONSUMER)
