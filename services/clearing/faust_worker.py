@@ -53,7 +53,9 @@ def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: L
         in_flight: asyncio.Future[None] | None = None
         try:
             async for fetched in stream:
-                prepared = prepare(fetched) if current(fetched) else None
+                # In a thread: the batch in flight needs the event loop for its round trips
+                # while this one is read (pure CPU; the GIL hands over every few ms).
+                prepared = await asyncio.to_thread(prepare, fetched) if current(fetched) else None
                 if in_flight is not None:
                     await in_flight
                 # Checked again: a rebalance may have happened while the last batch committed.
