@@ -12,6 +12,8 @@ import contextlib
 import gc
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import asyncpg
 import orjson
@@ -28,7 +30,7 @@ from schemas.events import (
     parse_payload,
 )
 from schemas.topics import Topic
-from services.clearing import pg_store
+from services.clearing import incoming, pg_store
 from services.clearing.domain import statements as core
 from services.clearing.stages import Stopwatch
 from services.common import metrics
@@ -41,48 +43,103 @@ CONSUMER = "clearing-ledger"
 EVENT_NS = uuid.UUID("a3c1f1e4-55d7-4c8b-9d0e-8f1b2c3d4e5f")
 
 
+class Fetched(Protocol):
+    """A message as the worker hands it over: faust's own, or an `Incoming`."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def value(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    message: Incoming
+    reason: str
+
+
+@dataclass(frozen=True)
+class Other:
+    """A readable event that is not a ledger line (a WindowClosed marker, mostly)."""
+
+    message: Incoming
+    event_id: uuid.UUID
+    payload: Payload
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A batch read and decided, with no I/O yet: runs of ledger rows, and in their place in the
+    stream the markers and unreadable messages. Pure, so the worker can prepare the next batch
+    while the database applies this one."""
+
+    steps: list[list[incoming.Row] | Unreadable | Other]
+    size: int
+    readable: int
+
+
+def prepare(batch: Sequence[Fetched]) -> Prepared:
+    steps: list[list[incoming.Row] | Unreadable | Other] = []
+    rows: list[incoming.Row] = []
+    unreadable = 0
+    for message in batch:
+        row = incoming.redeemed_row(message.value, message.partition)
+        if row is not None:
+            rows.append(row)
+            continue
+        fetched = Incoming(message.topic, message.partition, message.offset, message.value)
+        try:
+            envelope = Envelope.from_bytes(message.value)
+            payload = parse_payload(envelope)
+        except (ValidationError, ValueError) as exc:
+            steps.append(Unreadable(fetched, f"unreadable event: {first_line(exc)}"))
+            unreadable += 1
+            continue
+        if isinstance(payload, PassRedeemed | RedemptionReversed):
+            rows.append(incoming.line_row(envelope.event_id, core.ledger_line(payload), message.partition))
+            continue
+        # Lines before a marker belong to the statements it triggers: applied first.
+        if rows:
+            steps.append(rows)
+            rows = []
+        steps.append(Other(fetched, envelope.event_id, payload))
+    if rows:
+        steps.append(rows)
+    return Prepared(steps, len(batch), len(batch) - unreadable)
+
+
 class LedgerApplier:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
 
-    async def apply_with_retry(self, batch: Sequence[Incoming]) -> None:
+    async def apply_with_retry(self, batch: Sequence[Fetched] | Prepared) -> None:
         # The database being away is not the messages' fault: retry the batch, never skip it.
+        prepared = batch if isinstance(batch, Prepared) else prepare(batch)
         delay = 0.5
         while True:
             try:
-                await self.apply(batch)
+                await self.apply(prepared)
                 return
             except Exception:
-                log.exception("clearing failed to apply a batch; retrying", size=len(batch))
+                log.exception("clearing failed to apply a batch; retrying", size=prepared.size)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
 
-    async def apply(self, batch: Sequence[Incoming]) -> None:
+    async def apply(self, batch: Sequence[Fetched] | Prepared) -> None:
+        prepared = batch if isinstance(batch, Prepared) else prepare(batch)
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            readable: list[tuple[Incoming, Envelope, Payload]] = []
-            for message in batch:
-                try:
-                    envelope = Envelope.from_bytes(message.value)
-                    readable.append((message, envelope, parse_payload(envelope)))
-                except (ValidationError, ValueError) as exc:
-                    await self._dead_letter(conn, message, f"unreadable event: {first_line(exc)}")
-            # One statement records the whole batch as processed; only the ids it inserted are
-            # new (a redelivery returns none of them), all in the transaction of their effect.
-            fresh = await _first_time(conn, [envelope.event_id for _, envelope, _ in readable])
-            pending: list[tuple[core.LedgerLine, int]] = []
-            for message, envelope, payload in readable:
-                if envelope.event_id not in fresh:
-                    continue
-                fresh.discard(envelope.event_id)  # the same event twice in one batch counts once
-                if isinstance(payload, PassRedeemed | RedemptionReversed):
-                    pending.append((core.ledger_line(payload), message.partition))
-                elif isinstance(payload, WindowClosed):
-                    # Lines before the marker belong to the statements it triggers.
-                    await pg_store.add_lines(conn, pending)
-                    pending.clear()
-                    await self._close_or_dead_letter(conn, payload, message)
-            await pg_store.add_lines(conn, pending)
-            metrics.EVENTS_IN.labels(CONSUMER).inc(len(readable))
+            for step in prepared.steps:
+                if isinstance(step, list):
+                    await _apply_lines(conn, step)
+                elif isinstance(step, Unreadable):
+                    await self._dead_letter(conn, step.message, step.reason)
+                elif await _first_time(conn, [step.event_id]) and isinstance(step.payload, WindowClosed):
+                    await self._close_or_dead_letter(conn, step.payload, step.message)
+            metrics.EVENTS_IN.labels(CONSUMER).inc(prepared.readable)
 
     async def _close_or_dead_letter(
         self, conn: asyncpg.Connection, marker: WindowClosed, message: Incoming
@@ -190,6 +247,37 @@ def _cyclic_gc_paused() -> Iterator[None]:
 def _event_id(event_type: str, name: str) -> uuid.UUID:
     # Deterministic event ids: the same statement is the same event, however often computed.
     return uuid.uuid5(EVENT_NS, f"{event_type}:{name}")
+
+
+# The batch's lines are copied (binary COPY, one round trip) into a temporary table, then one
+# statement records their events as processed and adds the lines of those seen for the first
+# time: a redelivery, whole or partial, finds its records and adds nothing (invariant 4). The
+# same event twice in one batch is one record (ON CONFLICT DO NOTHING within the statement).
+STAGING = "clearing_incoming"
+STAGING_COLUMNS = (
+    "event_id", "ref_id", "kind", "site_id", "pass_id", "programme_id", "window_id", "amount_cents",
+    "funders", "at", "partition",
+)  # fmt: skip
+_CREATE_STAGING = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING} (event_id uuid, ref_id uuid, kind text, site_id uuid, "
+    "pass_id uuid, programme_id uuid, window_id integer, amount_cents bigint, funders jsonb, "
+    "at timestamptz, partition integer) ON COMMIT DELETE ROWS"
+)
+_APPLY_STAGED = (
+    f"WITH staged AS (DELETE FROM {STAGING} RETURNING *), "
+    "fresh AS (INSERT INTO processed_events (consumer, event_id) SELECT $1, event_id FROM staged "
+    "ON CONFLICT DO NOTHING RETURNING event_id) "
+    "INSERT INTO ledger_lines (ref_id, kind, site_id, pass_id, programme_id, window_id, amount_cents, "
+    "funders, at, partition) SELECT s.ref_id, s.kind, s.site_id, s.pass_id, s.programme_id, s.window_id, "
+    "s.amount_cents, s.funders, s.at, s.partition FROM staged s JOIN fresh USING (event_id) "
+    "ON CONFLICT (ref_id) DO NOTHING"
+)
+
+
+async def _apply_lines(conn: asyncpg.Connection, rows: list[incoming.Row]) -> None:
+    await conn.execute(_CREATE_STAGING)
+    await conn.copy_records_to_table(STAGING, records=rows, columns=STAGING_COLUMNS)
+    await conn.execute(_APPLY_STAGED, CONSUMER)
 
 
 async def _first_time(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
