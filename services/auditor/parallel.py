@@ -231,7 +231,7 @@ def _summary(st: JsonDict) -> JsonDict:
 
 def _verdict(state: State, closed: list[int], db: DbStatements | None) -> Verdict:
     report = AuditReport(windows_closed=closed)
-    _compare_all(report, "statement", state.recomputed, state.issued, "issued")
+    _compare_all(report, "statement", state.recomputed, state.issued, "issued", state.issued_raw)
     for _, id_, again in state.issued_again:  # only StatementIssued events are read here
         mine = {id_: state.recomputed[id_]} if id_ in state.recomputed else {}
         _compare_all(report, "statement", mine, {id_: again}, "issued")
