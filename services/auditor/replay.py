@@ -75,6 +75,8 @@ class State:
     markers: dict[int, dict[int, WindowClosed]] = field(default_factory=lambda: defaultdict(dict))
     recomputed: dict[str, JsonDict] = field(default_factory=dict)
     issued: dict[str, JsonDict] = field(default_factory=dict)
+    # The JSON each issued statement was parsed from: comparing bytes first spares re-serialising both sides.
+    issued_raw: dict[str, msgspec.Raw] = field(default_factory=dict)
     funder_issued: dict[str, JsonDict] = field(default_factory=dict)
     accepted: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # id -> window, partition, offset
     live: dict[str, str] = field(default_factory=dict)  # pass id -> live redemption id
@@ -150,7 +152,7 @@ def read_one(state: State, record: LogRecord) -> None:
             first = _first_time(state, env.event_id) if type(payload) is dict else None
             if first is not None:
                 if first:  # compared as JSON; validated only if it differs from the recomputation
-                    _issued(state, type_, payload)
+                    _issued(state, type_, payload, env.payload)
                 return
     _read_slowly(state, record)
 
@@ -196,14 +198,17 @@ def _read_slowly(state: State, record: LogRecord) -> None:
             _issued(state, kind, payload.model_dump(mode="json"))
 
 
-def _issued(state: State, type_: str, payload: JsonDict) -> None:
-    """The first event for a statement id is *the* issued one; any other is compared too."""
+def _issued(state: State, type_: str, payload: JsonDict, raw: msgspec.Raw | None = None) -> None:
+    """The first event for a statement id is *the* issued one; any other is compared too.
+    `raw`: the JSON `payload` was parsed from (kept for a statement's comparison)."""
     bucket = state.issued if type_ == "StatementIssued" else state.funder_issued
     id_ = str(payload.get("statement_id" if type_ == "StatementIssued" else "funder_statement_id"))
     if id_ in bucket:
         state.issued_again.append((type_, id_, payload))
     else:
         bucket[id_] = payload
+        if raw is not None and bucket is state.issued:
+            state.issued_raw[id_] = raw
 
 
 def _apply_line(state: State, record: LogRecord, line: fast.Line) -> None:
@@ -247,7 +252,7 @@ def _compare(state: State, report: AuditReport, db: DbStatements | None) -> None
     report.funder_statements_recomputed = len(funders)
     report.funder_statements_issued = len(state.funder_issued)
     report.total_cleared_cents = sum(st["total_cents"] for st in state.recomputed.values())
-    _compare_all(report, "statement", state.recomputed, state.issued, "issued")
+    _compare_all(report, "statement", state.recomputed, state.issued, "issued", state.issued_raw)
     _compare_all(report, "funder-statement", funders, state.funder_issued, "issued")
     for type_, id_, again in state.issued_again:
         if type_ == "StatementIssued":
@@ -274,8 +279,14 @@ def _compare(state: State, report: AuditReport, db: DbStatements | None) -> None
 
 
 def _compare_all(
-    report: AuditReport, kind: str, mine: Mapping[str, JsonDict], theirs: Mapping[str, JsonDict], where: str
+    report: AuditReport,
+    kind: str,
+    mine: Mapping[str, JsonDict],
+    theirs: Mapping[str, JsonDict],
+    where: str,
+    raw: Mapping[str, msgspec.Raw] | None = None,
 ) -> None:
+    """`raw`, when given, holds the JSON some of `theirs` were parsed from (see `compare`)."""
     subject = "funder_id" if "funder" in kind else "site_id"
     for sid, st in mine.items():
         other = theirs.get(sid)
@@ -284,7 +295,7 @@ def _compare_all(
                 Difference(kind, sid, st["window_id"], st[subject], f"recomputed but not {where}")
             )
         else:
-            compare(report, kind, sid, st[subject], st, other)
+            compare(report, kind, sid, st[subject], st, other, None if raw is None else raw.get(sid))
     for sid, other in theirs.items():
         if sid not in mine:
             report.differences.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from services.auditor import fastpath as fast
@@ -85,8 +86,23 @@ def canonical(d: JsonDict) -> bytes:
     return orjson.dumps(d, option=orjson.OPT_SORT_KEYS)
 
 
-def compare(report: AuditReport, kind: str, id_: str, subject: str, mine: JsonDict, theirs: JsonDict) -> None:
-    """Byte for byte on canonical JSON; on a mismatch, say which figures differ and why."""
+def compare(
+    report: AuditReport,
+    kind: str,
+    id_: str,
+    subject: str,
+    mine: JsonDict,
+    theirs: JsonDict,
+    raw: msgspec.Raw | None = None,
+) -> None:
+    """Byte for byte on canonical JSON; on a mismatch, say which figures differ and why.
+
+    `raw`, if given, is the JSON `theirs` was parsed from: when `mine` serialises to exactly those
+    bytes, `theirs` is `mine` parsed back, so their canonical forms are equal too (orjson's
+    round trip keeps every str, int, float, bool and null). Otherwise the canonical comparison
+    decides, as without `raw`."""
+    if raw is not None and orjson.dumps(mine) == bytes(raw):
+        return
     if canonical(mine) == canonical(theirs):
         return
     fields = {

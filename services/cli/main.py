@@ -14,14 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from services.auditor.replay import replay
-from services.cli.processes import ServiceProcesses, StackError
-from services.common.auth import Role, issue_token
-from services.common.money import format_eur
-from services.common.settings import DEV_SECRET
+from services.common.roles import Role
 
+# Only what `--help` and every command need is imported here: each command imports the rest
+# (FastAPI through `auth`, httpx through `processes`, pydantic through the replay), so that
+# `passclear audit replay`, timed end to end, does not pay for the web stack.
 if TYPE_CHECKING:
     from services.cli.demo import Outcome
+    from services.cli.processes import ServiceProcesses
 
 app = typer.Typer(help="passclear: clearing of Pass Numérique vouchers.", no_args_is_help=True)
 audit_app = typer.Typer(help="The auditor's tools.", no_args_is_help=True)
@@ -52,6 +52,8 @@ def infra() -> tuple[str, str]:
 
 
 def services(bootstrap: str, database_url: str, prefix: str) -> ServiceProcesses:
+    from services.cli.processes import ServiceProcesses
+
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DATABASE_URL": database_url, "KAFKA_TOPIC_PREFIX": prefix}
     return ServiceProcesses(state_dir() / "services", env)
 
@@ -59,6 +61,8 @@ def services(bootstrap: str, database_url: str, prefix: str) -> ServiceProcesses
 @app.command()
 def up(prefix: str = "passclear.") -> None:
     """Start Kafka, Postgres and the four services on loopback."""
+    from services.cli.processes import StackError
+
     with console.status("starting Kafka and Postgres…"):
         bootstrap, database_url = infra()
     procs = services(bootstrap, database_url, prefix)
@@ -78,6 +82,7 @@ def down() -> None:
     """Stop the services, Kafka and Postgres. Leaves no process behind."""
     from deploy.local.errors import InfraError
     from deploy.local.stack import LocalStack
+    from services.cli.processes import ServiceProcesses
 
     ServiceProcesses(state_dir() / "services", {}).stop_all()
     try:
@@ -92,6 +97,8 @@ def demo(keep: Annotated[bool, typer.Option(help="leave the system running after
     """The main job: a realistic programme issued, redeemed, cleared, notified and audited."""
     from services.cli.demo import MainJob
     from services.cli.mailbox import Mailbox
+    from services.cli.processes import StackError
+    from services.common.settings import DEV_SECRET
 
     started = time.monotonic()
     console.rule("[bold]passclear — main job")
@@ -160,6 +167,8 @@ def _matches(outcome: Outcome) -> bool:
 
 
 def _summary(outcome: Outcome) -> None:
+    from services.common.money import format_eur
+
     o = outcome  # the demo's Outcome
     table = Table(title="Clearing statements (relevés de compensation)", show_lines=False)
     for col in ("window", "site", "passes", "reversals", "owed", "expected payout"):
@@ -208,6 +217,9 @@ def _fresh_database(base_url: str, name: str) -> str:
 @app.command()
 def token(role: Role, subject: str) -> None:
     """Mint a development token (dev profile secret) for ROLE acting as SUBJECT."""
+    from services.common.auth import issue_token
+    from services.common.settings import DEV_SECRET
+
     secret = os.environ.get("PASSCLEAR_AUTH_SECRET", DEV_SECRET)
     typer.echo(issue_token(secret, role, subject))
 
@@ -232,6 +244,7 @@ def audit_replay(
     from services.auditor.files import FileLog
     from services.auditor.kafka_log import KafkaLog
     from services.auditor.parallel import replay_kafka_with_mode
+    from services.auditor.replay import replay
     from services.auditor.summary import progress_bar, render, with_progress
 
     err = Console(stderr=True)

@@ -10,22 +10,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from functools import lru_cache
 
 import jwt
 from fastapi import Request
 
 from services.common.problems import Problem
+from services.common.roles import Role
 
-
-class Role(StrEnum):
-    FINANCE = "finance"  # finance / programme administration: sees everything
-    FUNDER = "funder"
-    PRESCRIBER = "prescriber"
-    SITE = "site"
-    SERVICE = "service"  # another passclear service
-    AUDITOR = "auditor"
+__all__ = ["Principal", "Role", "authenticate", "issue_token", "read_token", "require"]
 
 
 @dataclass(frozen=True)

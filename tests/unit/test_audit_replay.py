@@ -183,3 +183,22 @@ def test_a_statement_is_routed_by_its_own_site_and_nothing_else_is() -> None:
     sites = [statement_site(r.value) for r in records]
     assert sites.count(str(SITE)) == 1  # the StatementIssued; not the funder statements or redemptions
     assert statement_site(b"not json") is None and statement_site(b'{"type": "StatementIssued"}') is None
+
+
+def test_an_issued_statement_is_matched_on_its_own_bytes_and_only_then(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from services.auditor import report as report_module
+
+    events, issued = clean_log()
+    canonical_calls: list[object] = []
+    real = report_module.canonical
+    monkeypatch.setattr(report_module, "canonical", lambda d: canonical_calls.append(d) or real(d))
+    assert replay(log_of(events, issued)).ok
+    # The site statement matched on the bytes it was issued as: only funder statements were re-serialised.
+    assert not any("lines" in d for d in canonical_calls if isinstance(d, dict))
+    # A total of 1000.0 equals 1000 for Python, not for the canonical bytes: still a difference.
+    records = log_of(events, issued)
+    record = next(r for r in records if b'"StatementIssued"' in r.value)
+    forged = record._replace(value=record.value.replace(b'"total_cents":1000,', b'"total_cents":1000.0,'))
+    assert forged.value != record.value
+    report = replay([forged if r is record else r for r in records])
+    assert not report.ok and report.differences[0].kind == "statement"
