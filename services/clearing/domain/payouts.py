@@ -8,10 +8,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from schemas.events import FunderStatementIssued, StatementIssued
 from services.clearing.domain.netting import Deduction, Netting
+from services.clearing.domain.netting import Statement as NettingStatement
 
 CARRIED_OVER = "carried-over"  # a statement at zero or below: nothing is paid, it nets against the next
 HELD = "held"  # a statement whose payout is not covered by the funders' payments: never paid silently
@@ -82,20 +82,8 @@ class PayoutPlan:
         return sum(t.amount_cents for t in self.transfers)
 
 
-class StatementTotal(Protocol):
-    """A statement as far as its payout needs it."""
-
-    @property
-    def statement_id(self) -> uuid.UUID: ...
-
-    @property
-    def window_id(self) -> int: ...
-
-    @property
-    def site_id(self) -> uuid.UUID: ...
-
-    @property
-    def total_cents(self) -> int: ...
+# A statement as far as its payout needs it: what netting needs too.
+StatementTotal = NettingStatement
 
 
 def plan_payouts(
