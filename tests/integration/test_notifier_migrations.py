@@ -50,7 +50,7 @@ async def test_003_moves_the_previous_secret_and_names_each_delivery_s_kind(
             funder,
         )
 
-        assert await migrate(pool, schema, MIGRATIONS) == ["003_reversals_and_secrets.sql"]
+        assert await migrate(pool, schema, MIGRATIONS) == ["003_reversals_and_rotation.sql"]
         retired = await pool.fetch("SELECT endpoint_id, secret, valid_until FROM webhook_retired_secrets")
         assert [tuple(r) for r in retired] == [(endpoint, "whsec_old", until)]
         kinds = dict(await pool.fetch("SELECT notification_id, kind FROM deliveries"))
