@@ -36,6 +36,7 @@ from services.clearing.domain import statements as core
 from services.clearing.stages import Stopwatch
 from services.common import metrics
 from services.common.dead_letters import Incoming, PoisonMessage, first_line, record_dead_letter
+from services.common.inbox import first_times
 from services.common.outbox import enqueue, enqueue_encoded
 from services.common.runtime import Runtime
 
@@ -138,7 +139,9 @@ class LedgerApplier:
                     await _apply_lines(conn, step)
                 elif isinstance(step, Unreadable):
                     await self._dead_letter(conn, step.message, step.reason)
-                elif await _first_time(conn, [step.event_id]) and isinstance(step.payload, WindowClosed):
+                elif await first_times(conn, CONSUMER, [step.event_id]) and isinstance(
+                    step.payload, WindowClosed
+                ):
                     await self._close_or_dead_letter(conn, step.payload, step.message)
             metrics.EVENTS_IN.labels(CONSUMER).inc(prepared.readable)
 
@@ -280,16 +283,3 @@ async def _apply_lines(conn: asyncpg.Connection, rows: list[incoming.Row]) -> No
     await conn.execute(_CREATE_STAGING)
     await conn.copy_records_to_table(STAGING, records=rows, columns=STAGING_COLUMNS)
     await conn.execute(_APPLY_STAGED)
-
-
-async def _first_time(conn: asyncpg.Connection, event_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    """Of these events, those not applied before: recorded as applied now, in one statement."""
-    if not event_ids:
-        return set()
-    rows = await conn.fetch(
-        "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[]) "
-        "ON CONFLICT DO NOTHING RETURNING event_id",
-        CONSUMER,
-        event_ids,
-    )
-    return {r["event_id"] for r in rows}

@@ -17,3 +17,17 @@ async def first_time(conn: asyncpg.Connection, consumer: str, event_id: UUID) ->
         event_id,
     )
     return bool(inserted)
+
+
+async def first_times(conn: asyncpg.Connection, consumer: str, event_ids: list[UUID]) -> set[UUID]:
+    """Of these events, those `consumer` had not applied: recorded as applied now, in one
+    statement. Call inside the transaction that applies their effects."""
+    if not event_ids:
+        return set()
+    rows = await conn.fetch(
+        "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[]) "
+        "ON CONFLICT DO NOTHING RETURNING event_id",
+        consumer,
+        event_ids,
+    )
+    return {r["event_id"] for r in rows}

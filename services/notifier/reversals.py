@@ -13,7 +13,6 @@ A reversal within the still-open window nets out in the coming statement: nothin
 from __future__ import annotations
 
 import json
-from uuid import UUID
 
 import asyncpg
 import structlog
@@ -22,6 +21,7 @@ from schemas.envelope import Envelope
 from schemas.events import PassRedeemed, Payload, RedemptionReversed
 from services.common import metrics
 from services.common.dead_letters import PoisonMessage
+from services.common.inbox import first_times
 from services.notifier.consumer import BatchedEventConsumer
 from services.notifier.domain.schedule import notification_id, reversal_after_close
 from services.notifier.handlers import INSERT_DELIVERY, Row, site_channels
@@ -105,7 +105,7 @@ class RedemptionsConsumer(BatchedEventConsumer):
             return False
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                fresh = await _first_time(conn, self.name, [e.event_id for e, _ in decoded])
+                fresh = await first_times(conn, self.name, [e.event_id for e, _ in decoded])
                 new: list[Payload] = []
                 for envelope, payload in decoded:
                     if envelope.event_id in fresh:
@@ -123,13 +123,3 @@ class RedemptionsConsumer(BatchedEventConsumer):
             return False
         metrics.EVENTS_IN.labels(self.name).inc(len(new))
         return True
-
-
-async def _first_time(conn: asyncpg.Connection, consumer: str, event_ids: list[UUID]) -> set[UUID]:
-    rows = await conn.fetch(
-        "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::uuid[]) "
-        "ON CONFLICT DO NOTHING RETURNING event_id",
-        consumer,
-        event_ids,
-    )
-    return {r["event_id"] for r in rows}
