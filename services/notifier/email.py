@@ -1,5 +1,6 @@
 """Sends due e-mail deliveries through the configured SMTP server: French plain text + HTML,
-with the call for funds attached (CSV and PDF) for funders' finance teams.
+with clearing's documents attached: a site's statement PDF, a funder's call for funds (CSV and
+PDF), each exactly as clearing serves it.
 
 Same discipline as the webhooks: claimed with FOR UPDATE SKIP LOCKED, every attempt recorded,
 retries on the schedule, the outcome and its event committed together."""
@@ -11,6 +12,7 @@ import contextlib
 import json
 import re
 import smtplib
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from email.message import EmailMessage
 from uuid import UUID
@@ -19,14 +21,12 @@ import asyncpg
 import httpx
 
 from services.common.runtime import Runtime
-from services.notifier.clearing_client import ClearingStatements, StatementPdfUnavailable
+from services.notifier.clearing_client import ClearingDocuments, Document, DocumentUnavailable
 from services.notifier.domain.messages import (
     Email,
-    FunderLine,
     FunderStatementFacts,
     ReversalFacts,
     SiteStatementFacts,
-    funder_statement_csv,
     funder_statement_email,
     reversal_email,
     site_statement_email,
@@ -34,11 +34,7 @@ from services.notifier.domain.messages import (
 from services.notifier.domain.schedule import is_last_attempt
 from services.notifier.issuer_client import ContactUnavailable, IssuerContacts
 from services.notifier.outcomes import DELIVERY_COLUMNS, record_outcome
-from services.notifier.pdf import funder_statement_pdf
 from services.notifier.settings import NotifierSettings, SmtpSettings
-
-Attachment = tuple[str, str, str, bytes]  # filename, maintype, subtype, content
-
 
 # An SMTP server's refusal may quote the recipient; the reason goes on Kafka (NotificationFailed),
 # where no e-mail address may travel (invariant 6).
@@ -49,11 +45,6 @@ def without_addresses(text: str) -> str:
     return ADDRESS.sub("<adresse>", text)
 
 
-class NotReady(Exception):
-    """The message cannot be built yet (a funder's site lines still arriving): try again soon,
-    without spending an attempt."""
-
-
 class EmailSender:
     def __init__(self, rt: Runtime, settings: NotifierSettings, smtp: SmtpSettings) -> None:
         self._rt = rt
@@ -62,14 +53,14 @@ class EmailSender:
 
     async def run(self, stop: asyncio.Event) -> None:
         async with httpx.AsyncClient(timeout=self._settings.timeout_seconds) as client:
-            contacts, statements = IssuerContacts(client), ClearingStatements(client)
+            contacts, documents = IssuerContacts(client), ClearingDocuments(client)
             while not stop.is_set():
-                sent = await self.send_due(contacts, statements)
+                sent = await self.send_due(contacts, documents)
                 if sent == 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), self._settings.poll_seconds)
 
-    async def send_due(self, contacts: IssuerContacts, statements: ClearingStatements) -> int:
+    async def send_due(self, contacts: IssuerContacts, documents: ClearingDocuments) -> int:
         async with self._rt.pool.acquire() as conn, conn.transaction():
             due = await conn.fetch(
                 f"SELECT {DELIVERY_COLUMNS} FROM deliveries d "
@@ -78,15 +69,7 @@ class EmailSender:
                 self._settings.batch_size,
             )
             for row in due:
-                try:
-                    error = await self._send(conn, contacts, statements, row)
-                except NotReady:
-                    await conn.execute(
-                        "UPDATE deliveries SET next_attempt_at = now() + interval '1 second' "
-                        "WHERE notification_id = $1",
-                        row["notification_id"],
-                    )
-                    continue
+                error = await self._send(conn, contacts, documents, row)
                 await record_outcome(conn, self._rt, self._settings, row, error)
         return len(due)
 
@@ -94,30 +77,14 @@ class EmailSender:
         self,
         conn: asyncpg.Connection,
         contacts: IssuerContacts,
-        statements: ClearingStatements,
+        documents: ClearingDocuments,
         row: asyncpg.Record,
     ) -> str | None:
         try:
             to = await self._recipient(conn, contacts, row)
-        except ContactUnavailable as exc:
+            content, attachments = await self._content(documents, row)
+        except (ContactUnavailable, DocumentUnavailable) as exc:
             return str(exc)[:500]
-        attachments: list[Attachment] = []
-        if row["kind"] == "funder_statement":
-            content, attachments = await self._funder_message(conn, row)
-        elif row["kind"] == "reversal":
-            content = self._reversal_message(row)
-        else:
-            try:
-                attachments = [await self._statement_pdf(statements, row)]
-            except StatementPdfUnavailable as exc:
-                # A site files the PDF with its accounts, so a statement e-mail without it is
-                # not what it expects: while clearing cannot give it, the attempt counts as
-                # failed and the e-mail is retried on the schedule. Only the schedule's last
-                # attempt goes without it (saying so): the figures in the body and the payout
-                # date matter more than the attachment, and a dead letter would tell nothing.
-                if not is_last_attempt(row["attempts"], self._settings.retry_schedule):
-                    return f"statement PDF unavailable: {exc}"[:500]
-            content = self._site_message(row, pdf_attached=bool(attachments))
         message = self._message(to, row["notification_id"], content, attachments)
         try:
             await asyncio.to_thread(self._deliver, message)
@@ -125,9 +92,49 @@ class EmailSender:
             return without_addresses(f"{type(exc).__name__}: {exc}")[:500]
         return None
 
-    async def _statement_pdf(self, statements: ClearingStatements, row: asyncpg.Record) -> Attachment:
-        pdf = await statements.statement_pdf(row["statement_id"])
-        return (f"releve-{row['statement_id']}.pdf", "application", "pdf", pdf)
+    async def _content(
+        self, documents: ClearingDocuments, row: asyncpg.Record
+    ) -> tuple[Email, list[Document]]:
+        if row["kind"] == "reversal":
+            return self._reversal_message(row), []
+        if row["kind"] == "funder_statement":
+            fs = json.loads(row["body"])
+            fs_id, funder = UUID(fs["funder_statement_id"]), UUID(fs["funder_id"])
+            attached = await self._attachments(
+                row,
+                "call for funds documents",
+                [
+                    lambda: documents.funder_statement_csv(fs_id, funder),
+                    lambda: documents.funder_statement_pdf(fs_id, funder),
+                ],
+            )
+            facts = FunderStatementFacts(str(fs_id), fs["window_id"], fs["amount_cents"], fs["statements"])
+            return funder_statement_email(
+                facts, attached=tuple(a.subtype.upper() for a in attached)
+            ), attached
+        attached = await self._attachments(
+            row, "statement PDF", [lambda: documents.statement_pdf(row["statement_id"])]
+        )
+        return self._site_message(row, pdf_attached=bool(attached)), attached
+
+    async def _attachments(
+        self, row: asyncpg.Record, what: str, fetches: list[Callable[[], Awaitable[Document]]]
+    ) -> list[Document]:
+        """Clearing's documents for this e-mail. A site files its statement PDF with its accounts,
+        a funder's finance team pays from its call for funds and files the detail, so an e-mail
+        without them is not what they expect: while clearing cannot give one, the attempt counts
+        as failed and the e-mail is retried on the schedule. Only the schedule's last attempt goes
+        with what it got, saying what is missing and where it stays available: the figures in the
+        body (the amount to be paid or to pay, the payout date, the reference) matter more than
+        the attachment, and a dead letter would tell the reader nothing at all."""
+        got: list[Document] = []
+        for fetch in fetches:
+            try:
+                got.append(await fetch())
+            except DocumentUnavailable as exc:
+                if not is_last_attempt(row["attempts"], self._settings.retry_schedule):
+                    raise DocumentUnavailable(f"{what} unavailable: {exc}") from exc
+        return got
 
     async def _recipient(
         self, conn: asyncpg.Connection, contacts: IssuerContacts, row: asyncpg.Record
@@ -177,34 +184,8 @@ class EmailSender:
             pdf_attached=pdf_attached,
         )
 
-    async def _funder_message(
-        self, conn: asyncpg.Connection, row: asyncpg.Record
-    ) -> tuple[Email, list[Attachment]]:
-        fs = json.loads(row["body"])
-        lines = [
-            FunderLine(r["statement_id"], r["site_id"], r["amount_cents"])
-            for r in await conn.fetch(
-                "SELECT statement_id, site_id, amount_cents FROM funder_statement_lines "
-                "WHERE window_id = $1 AND funder_id = $2",
-                row["window_id"],
-                row["funder_id"],
-            )
-        ]
-        if len(lines) < fs["statements"]:
-            raise NotReady  # the site statements travel on other partitions; they are coming
-        facts = FunderStatementFacts(
-            fs["funder_statement_id"], fs["window_id"], fs["amount_cents"], fs["statements"]
-        )
-        stem = f"appel-de-fonds-{fs['window_id']}-{fs['funder_id']}"
-        csv_text = funder_statement_csv(fs["window_id"], UUID(fs["funder_id"]), lines)
-        pdf = funder_statement_pdf(facts, fs["funder_id"], lines)
-        return funder_statement_email(facts), [
-            (f"{stem}.csv", "text", "csv", csv_text.encode()),
-            (f"{stem}.pdf", "application", "pdf", pdf),
-        ]
-
     def _message(
-        self, to: str, notification_id: str, content: Email, attachments: list[Attachment]
+        self, to: str, notification_id: str, content: Email, attachments: list[Document]
     ) -> EmailMessage:
         message = EmailMessage()
         message["From"] = self._smtp.sender
@@ -214,8 +195,8 @@ class EmailSender:
         message["Message-ID"] = f"<{notification_id}@passclear.fr>"
         message.set_content(content.text)
         message.add_alternative(content.html, subtype="html")
-        for filename, maintype, subtype, data in attachments:
-            message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+        for a in attachments:
+            message.add_attachment(a.content, maintype=a.maintype, subtype=a.subtype, filename=a.filename)
         return message
 
     def _deliver(self, message: EmailMessage) -> None:

@@ -67,7 +67,6 @@ async def site_channels(conn: asyncpg.Connection, site_id: UUID) -> list[tuple[s
 
 
 async def statement_issued(conn: asyncpg.Connection, st: StatementIssued) -> None:
-    await record_funder_lines(conn, st)
     rows: list[Row] = []
     for channel, email, subject in await site_channels(conn, st.site_id):
         nid = notification_id(st.statement_id, subject)
@@ -77,18 +76,6 @@ async def statement_issued(conn: asyncpg.Connection, st: StatementIssued) -> Non
              st.window_id, webhook_body(st, nid))
         )  # fmt: skip
     await conn.executemany(INSERT_DELIVERY, rows)
-
-
-async def record_funder_lines(conn: asyncpg.Connection, st: StatementIssued) -> None:
-    await conn.execute(
-        "INSERT INTO funder_statement_lines (statement_id, funder_id, window_id, site_id, amount_cents) "
-        "SELECT $1, f, $2, $3, a FROM unnest($4::uuid[], $5::bigint[]) AS t(f, a) ON CONFLICT DO NOTHING",
-        st.statement_id,
-        st.window_id,
-        st.site_id,
-        [f.funder_id for f in st.funder_amounts],
-        [f.amount_cents for f in st.funder_amounts],
-    )
 
 
 async def funder_statement_issued(conn: asyncpg.Connection, fs: FunderStatementIssued) -> None:

@@ -119,7 +119,9 @@ SHARES = (
 )
 
 
-def redeemed(site_id: uuid.UUID, window_id: int, *, cents: int = 1000) -> PassRedeemed:
+def redeemed(
+    site_id: uuid.UUID, window_id: int, *, cents: int = 1000, funders: tuple[FunderShare, ...] = SHARES
+) -> PassRedeemed:
     return PassRedeemed(
         redemption_id=uuid.uuid4(),
         pass_id=uuid.uuid4(),
@@ -127,7 +129,7 @@ def redeemed(site_id: uuid.UUID, window_id: int, *, cents: int = 1000) -> PassRe
         programme_id=uuid.UUID(int=70),
         window_id=window_id,
         face_value_cents=cents,
-        funders=SHARES,
+        funders=funders,
         learning_path="basic-skills",
         workshop_date=date(2026, 11, 2),
         accepted_at=datetime.now(UTC),

@@ -20,6 +20,7 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from schemas.envelope import Envelope
+from schemas.events import FunderShare, FunderStatementIssued
 from schemas.topics import Topic, topic_name
 from services.cli.processes import ServiceProcesses
 from services.cli.receiver import WebhookReceiver
@@ -324,7 +325,24 @@ async def test_e_mail_to_a_registered_address_and_else_to_the_registry_contact(
     assert "20,00 €" in fallback["Subject"]
 
 
-async def test_a_funder_gets_its_call_for_funds_once_with_csv_and_pdf(notifier, inbox, service_env) -> None:  # type: ignore[no-untyped-def]
+async def clearing_call_for_funds(issuer: ServiceProcesses, funder: uuid.UUID, window: int) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=issuer.url("clearing")) as api:
+
+        async def probe() -> dict[str, Any] | None:
+            r = await api.get("/funder-statements", params={"window_id": window}, headers=FINANCE)
+            found = [f for f in r.json() if f["funder_id"] == str(funder)]
+            return dict(found[0]) if found else None
+
+        return await eventually(f"clearing's call for funds of window {window}", probe, timeout=60)
+
+
+async def test_a_funder_gets_its_call_for_funds_once_with_clearing_s_csv_and_pdf(
+    notifier,
+    inbox,
+    issuer,
+    pg,
+    service_env,  # type: ignore[no-untyped-def]
+) -> None:
     funder, other = uuid.uuid4(), uuid.uuid4()
     r = await notifier.put(
         f"/funders/{funder}/finance-contact", json={"address": "appels@region-bfc.fr"}, headers=FINANCE
@@ -337,40 +355,62 @@ async def test_a_funder_gets_its_call_for_funds_once_with_csv_and_pdf(notifier, 
     )
     assert forbidden.status_code == 403
 
-    window = 42
-    sts = [statement(uuid.uuid4(), window_id=window, cents=c, funders=(funder, other)) for c in (1000, 3001)]
-    mine = [st.funder_amounts[0].amount_cents for st in sts]
-    fs = funder_statement(funder, window, mine)
-    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env)
-    # The call for funds first, and twice: the e-mail waits for its lines and goes once.
-    publish(bootstrap, topic, [fs, fs], key=str(funder))
-    publish(bootstrap, topic, sts)
+    window = 45
+    shares = (FunderShare(funder_id=funder, share_bp=6000), FunderShare(funder_id=other, share_bp=4000))
+    passes = [
+        redeemed(site, window, funders=shares) for site in (uuid.uuid4(), uuid.uuid4()) for _ in range(2)
+    ]
+    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], redemptions_topic(service_env)
+    send_redemption_events(bootstrap, topic, as_redemption_events(passes))
+    close_window(bootstrap, topic, window)
+    call = await clearing_call_for_funds(issuer, funder, window)
+    assert call["amount_cents"] == 4 * 600 and call["statements"] == 2
 
-    (d,) = await settled(notifier, fs.funder_statement_id)
-    assert d["status"] == "delivered" and d["funder_id"] == str(funder)
+    (d,) = await settled(notifier, uuid.UUID(call["funder_statement_id"]))
+    assert d["status"] == "delivered" and d["attempts"] == 1 and d["funder_id"] == str(funder)
     (mail,) = inbox.to("appels@region-bfc.fr")
-    attachments = {a.get_filename(): a for a in mail.iter_attachments()}  # type: ignore[attr-defined]
-    csv_part = next(a for name, a in attachments.items() if name.endswith(".csv"))
-    rows = list(
-        csv.reader(
-            io.StringIO(
-                csv_part.get_content()
-                if isinstance(csv_part.get_content(), str)
-                else csv_part.get_content().decode()
-            ),
-            delimiter=";",
+    assert "24,00 €" in mail["Subject"]
+    assert "joint (CSV et PDF)" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    attached = {a.get_content_type(): a for a in mail.iter_attachments()}  # type: ignore[attr-defined]
+    assert set(attached) == {"text/csv", "application/pdf"}
+    url = f"/funder-statements/{call['funder_statement_id']}"
+    async with httpx.AsyncClient(base_url=issuer.url("clearing")) as api:
+        served = {
+            kind: await api.get(f"{url}/{kind}", headers=auth(Role.FUNDER, str(funder)))
+            for kind in ("csv", "pdf")
+        }
+    assert {x.status_code for x in served.values()} == {200}
+    # Byte for byte what the funder downloads from clearing (a PDF less its dates and file id).
+    csv_part, pdf_part = attached["text/csv"], attached["application/pdf"]
+    assert csv_part.get_payload(decode=True) == served["csv"].content
+    rows = list(csv.DictReader(io.StringIO(served["csv"].content.decode())))
+    assert {x["funder_id"] for x in rows} == {str(funder)} and len(rows) == 2
+    assert sum(int(x["amount_cents"]) for x in rows) == call["amount_cents"]
+    assert without_pdf_dates(pdf_part.get_payload(decode=True)) == without_pdf_dates(served["pdf"].content)
+    for part, kind in ((csv_part, "csv"), (pdf_part, "pdf")):
+        assert f'filename="{part.get_filename()}"' in served[kind].headers["content-disposition"]
+
+    # The call for funds told again (a redelivery, or clearing's relay resending): still one e-mail.
+    (again,) = publish(bootstrap, clearing_topic(service_env), [FunderStatementIssued.model_validate(call)])
+
+    async def applied() -> bool:
+        return bool(
+            await pg.fetchval(
+                "SELECT true FROM notifier.processed_events WHERE consumer = 'notifier-statements' "
+                "AND event_id = $1",
+                again.event_id,
+            )
         )
-    )
-    assert rows[-1][2:] == ["TOTAL", "", str(sum(mine))] == ["TOTAL", "", str(fs.amount_cents)]
-    assert len(rows) == 2 + len(sts)
-    pdf = next(a for name, a in attachments.items() if name.endswith(".pdf")).get_content()
-    assert pdf.startswith(b"%PDF")
+
+    await eventually("the call for funds told again applied", applied)
+    assert len(await settled(notifier, uuid.UUID(call["funder_statement_id"]))) == 1
+    assert len(inbox.to("appels@region-bfc.fr")) == 1
 
     async def funder_event() -> list[Envelope] | None:
         found = [
             e
             for e in notifier_events(service_env)
-            if e.payload.get("funder_statement_id") == str(fs.funder_statement_id)
+            if e.payload.get("funder_statement_id") == call["funder_statement_id"]
         ]
         return found or None
 
@@ -771,31 +811,43 @@ async def test_two_quick_rotations_keep_the_oldest_secret_until_its_overlap_ends
             Webhook(gone).verify(got2.body, got2.headers)
 
 
-async def test_while_clearing_is_unreachable_the_email_is_retried_and_the_last_attempt_goes_without_pdf(
+async def test_while_clearing_is_unreachable_e_mails_are_retried_and_the_last_attempt_goes_without_documents(
     notifier,
     inbox,
     issuer,
     service_env,  # type: ignore[no-untyped-def]
 ) -> None:
-    site = uuid.uuid4()
+    site, funder = uuid.uuid4(), uuid.uuid4()
     r = await notifier.post(
         "/emails", json={"address": "tresorerie@epn-lure.fr"}, headers=auth(Role.SITE, str(site))
     )
     assert r.status_code == 201
+    r = await notifier.put(
+        f"/funders/{funder}/finance-contact", json={"address": "appels@cd39.fr"}, headers=FINANCE
+    )
+    assert r.status_code == 200
+    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env)
     issuer.stop("clearing")
     try:
-        st = statement(site, cents=7000)
-        publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), [st])
+        st, fs = statement(site, cents=7000), funder_statement(funder, 44, [7000])
+        publish(bootstrap, topic, [st])
+        publish(bootstrap, topic, [fs], key=str(funder))
         (d,) = await settled(notifier, st.statement_id)
+        (f,) = await settled(notifier, fs.funder_statement_id)
     finally:
         issuer.start("clearing")
         issuer.wait_ready("clearing")
-    assert d["status"] == "delivered" and d["attempts"] == 4  # the schedule has 3 retries
-    log = (await notifier.get(f"/deliveries/{d['notification_id']}", headers=FINANCE)).json()["attempt_log"]
-    assert [a["outcome"].startswith("statement PDF unavailable: clearing unreachable") for a in log[:3]] == [
-        True
-    ] * 3
-    assert log[3]["outcome"] == "delivered"
+    # The schedule has 3 retries: three failed attempts, then the last one goes all the same.
+    for delivery, what in ((d, "statement PDF"), (f, "call for funds documents")):
+        assert delivery["status"] == "delivered" and delivery["attempts"] == 4
+        log = (await notifier.get(f"/deliveries/{delivery['notification_id']}", headers=FINANCE)).json()
+        outcomes = [a["outcome"] for a in log["attempt_log"]]
+        assert [o.startswith(f"{what} unavailable: clearing unreachable") for o in outcomes[:3]] == [True] * 3
+        assert outcomes[3] == "delivered"
     (mail,) = inbox.to("tresorerie@epn-lure.fr")
     assert list(mail.iter_attachments()) == []  # type: ignore[attr-defined]
     assert "n'a pas pu être joint" in mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    (call,) = inbox.to("appels@cd39.fr")
+    assert list(call.iter_attachments()) == []  # type: ignore[attr-defined]
+    text = call.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "70,00 €" in text and "n'a pas pu être joint" in text and str(fs.funder_statement_id) in text

@@ -1,7 +1,5 @@
 """The notifier's pure rules: ids, retry schedule, secret overlap, disabling, French messages."""
 
-import csv
-import io
 import uuid
 from datetime import UTC, date, datetime, timedelta
 
@@ -9,12 +7,10 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from services.notifier.domain.messages import (
-    FunderLine,
     FunderStatementFacts,
     ReversalFacts,
     SiteStatementFacts,
     euros,
-    funder_statement_csv,
     funder_statement_email,
     reversal_email,
     site_statement_email,
@@ -158,12 +154,14 @@ def test_the_site_email_is_french_in_text_and_html() -> None:
     assert "<table>" in email.html and "Pass encaissés" in email.html and "120,00 €" in email.html
 
 
-def test_the_call_for_funds_csv_adds_up_to_the_funder_amount() -> None:
-    funder = uuid.UUID(int=9)
-    lines = [FunderLine(uuid.UUID(int=i), uuid.UUID(int=100 + i), 100 * i) for i in (3, 1, 2)]
-    rows = list(csv.reader(io.StringIO(funder_statement_csv(7, funder, lines)), delimiter=";"))
-    assert rows[0] == ["window_id", "funder_id", "statement_id", "site_id", "amount_cents"]
-    assert [r[2] for r in rows[1:-1]] == [str(uuid.UUID(int=i)) for i in (1, 2, 3)]
-    assert rows[-1][2:] == ["TOTAL", "", "600"]
-    email = funder_statement_email(FunderStatementFacts("fs-1", 7, 600, 3))
-    assert "appel de fonds" in email.subject and "6,00 €" in email.text
+def test_the_call_for_funds_e_mail_says_which_of_clearing_s_documents_it_carries() -> None:
+    facts = FunderStatementFacts("fs-1", 7, 600, 3)
+    email = funder_statement_email(facts)
+    assert "appel de fonds" in email.subject and "6,00 €" in email.subject and "6,00 €" in email.text
+    assert "est joint (CSV et PDF)" in email.text and "n'a pas pu" not in email.text
+    none = funder_statement_email(facts, attached=())
+    assert "n'a pas pu être joint" in none.text and "appel de fonds fs-1, en CSV et en PDF" in none.text
+    assert "6,00 €" in none.text  # the figures to pay from are there all the same
+    only_csv = funder_statement_email(facts, attached=("CSV",))
+    assert "joint en CSV ; le PDF n'a pas pu être joint" in only_csv.text
+    assert "n&#x27;a pas pu être joint" in only_csv.html

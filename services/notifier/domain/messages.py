@@ -1,14 +1,11 @@
-"""What sites and funders read: French e-mails (plain text and HTML) and the CSV of a call for
-funds. Pure: takes figures, returns text."""
+"""What sites and funders read: French e-mails (plain text and HTML). Pure: takes figures,
+returns text. The documents they carry (statements, calls for funds) are clearing's."""
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 from dataclasses import dataclass
 from datetime import date
-from uuid import UUID
 
 
 def euros(cents: int) -> str:
@@ -107,7 +104,8 @@ class FunderStatementFacts:
     statements: int
 
 
-def funder_statement_email(f: FunderStatementFacts) -> Email:
+def funder_statement_email(f: FunderStatementFacts, *, attached: tuple[str, ...] = ("CSV", "PDF")) -> Email:
+    """`attached`: the formats of clearing's call-for-funds documents the e-mail carries."""
     subject = f"Pass Numérique : appel de fonds, période n° {f.window_id} — {euros(f.amount_cents)}"
     rows = [
         ("Appel de fonds", f.funder_statement_id),
@@ -116,26 +114,21 @@ def funder_statement_email(f: FunderStatementFacts) -> Email:
         ("Montant de votre quote-part", euros(f.amount_cents)),
     ]
     intro = "Bonjour,\n\nVoici votre appel de fonds pour la période de compensation close."
-    outro = "Le détail par relevé de site est joint (CSV et PDF).\n\nCordialement,\nL'équipe Pass Numérique"
+    outro = f"{_detail(f, attached)}\n\nCordialement,\nL'équipe Pass Numérique"
     return Email(subject, _text(intro, rows, outro), _html(intro, rows, outro))
 
 
-@dataclass(frozen=True)
-class FunderLine:
-    statement_id: UUID
-    site_id: UUID
-    amount_cents: int
-
-
-def funder_statement_csv(window_id: int, funder_id: UUID, lines: list[FunderLine]) -> str:
-    """One row per site statement: the funder's share in cents (machine-readable, no comma money)."""
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
-    writer.writerow(["window_id", "funder_id", "statement_id", "site_id", "amount_cents"])
-    for line in sorted(lines, key=lambda x: str(x.statement_id)):
-        writer.writerow([window_id, funder_id, line.statement_id, line.site_id, line.amount_cents])
-    writer.writerow([window_id, funder_id, "TOTAL", "", sum(x.amount_cents for x in lines)])
-    return out.getvalue()
+def _detail(f: FunderStatementFacts, attached: tuple[str, ...]) -> str:
+    missing = [x for x in ("CSV", "PDF") if x not in attached]
+    if not missing:
+        return "Le détail par relevé de site est joint (CSV et PDF)."
+    where = (
+        "il reste disponible auprès du service de compensation "
+        f"(appel de fonds {f.funder_statement_id}, en CSV et en PDF)."
+    )
+    if not attached:
+        return f"Le détail par relevé de site n'a pas pu être joint : {where}"
+    return f"Le détail par relevé de site est joint en {attached[0]} ; le {missing[0]} n'a pas pu être joint : {where}"
 
 
 def _text(intro: str, rows: list[tuple[str, str]], outro: str) -> str:
