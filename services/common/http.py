@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from services.common.observability import configure_logging, install_request_metrics, probes_router, tcp_check
 from services.common.problems import Problem, install_problem_handlers
@@ -118,3 +119,26 @@ async def store_idempotent_answer(
         status,
         json.dumps(body, default=str).encode(),
     )
+
+
+async def keyed_transaction(
+    pool: asyncpg.Pool,
+    principal: str,
+    key: KeyedRequest | None,
+    body: BaseModel | None,
+    action: Callable[[asyncpg.Connection], Awaitable[Any]],
+    status: int,
+) -> JSONResponse:
+    """Run `action(conn)` in one transaction with Idempotency-Key replay: the same key, path and
+    body replay the first answer; the same key for another request is a 409. A refusal raised
+    by `action` rolls the claim back with everything else."""
+    async with pool.acquire() as conn, conn.transaction():
+        if key is not None:
+            asked = body.model_dump(mode="json") if body is not None else None
+            replay = await claim_idempotency_key(conn, principal, key.key, key.hash(asked))
+            if replay is not None:
+                return replay
+        answer = await action(conn)
+        if key is not None:
+            await store_idempotent_answer(conn, principal, key.key, status, answer)
+    return JSONResponse(answer, status_code=status)

@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, HttpUrl
 
 from services.common.auth import Principal, Role, require
-from services.common.http import claim_idempotency_key, request_hash, store_idempotent_answer
+from services.common.http import IdempotencyKey, keyed_transaction
 from services.common.problems import Problem
 from services.common.runtime import Runtime
 from services.notifier.settings import NotifierSettings
@@ -25,7 +24,6 @@ router = APIRouter()
 Site = Annotated[Principal, Depends(require(Role.SITE))]
 Finance = Annotated[Principal, Depends(require(Role.FINANCE))]
 SiteOrFinance = Annotated[Principal, Depends(require(Role.SITE, Role.FINANCE))]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
 def runtime(request: Request) -> Runtime:
@@ -65,40 +63,12 @@ def scope(who: Principal) -> UUID | None:
     return UUID(who.subject) if who.role == Role.SITE else None
 
 
-async def idempotent(
-    rt: Runtime,
-    request: Request,
-    who: Principal,
-    key: str | None,
-    body: BaseModel | None,
-    action: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
-    status: int,
-) -> JSONResponse:
-    """Run `action` in one transaction with Idempotency-Key replay: the same key and request
-    replay the first answer (a created endpoint's secret included: a replay never makes a
-    second endpoint nor shows another secret); the same key for another request is a 409.
-    The request is the route's path and the body, so one key cannot replay another endpoint's
-    rotation. A refusal rolls the claim back with everything else."""
-    async with rt.pool.acquire() as conn, conn.transaction():
-        if key is not None:
-            asked = {"path": request.url.path, "body": body.model_dump(mode="json") if body else None}
-            replay = await claim_idempotency_key(conn, who.label, key, request_hash(asked))
-            if replay is not None:
-                return replay
-        answer = await action(conn)
-        if key is not None:
-            await store_idempotent_answer(conn, who.label, key, status, answer)
-    return JSONResponse(answer, status_code=status)
-
-
 def unknown_endpoint(endpoint_id: UUID) -> Problem:
     return Problem(404, "unknown-endpoint", "Unknown webhook endpoint", f"no endpoint {endpoint_id} of yours")
 
 
 @router.post("/webhooks", status_code=201, tags=["channels"])
-async def register_webhook(
-    body: NewEndpoint, request: Request, rt: Rt, site: Site, key: IdempotencyKey = None
-) -> JSONResponse:
+async def register_webhook(body: NewEndpoint, rt: Rt, site: Site, key: IdempotencyKey = None) -> JSONResponse:
     """Register a webhook endpoint for the calling site. The signing secret is shown once
     (and again only to a replay of the same request with the same Idempotency-Key)."""
 
@@ -113,7 +83,7 @@ async def register_webhook(
         )
         return {"endpoint_id": str(endpoint_id), "url": str(body.url), "secret": secret}
 
-    return await idempotent(rt, request, site, key, body, action, 201)
+    return await keyed_transaction(rt.pool, site.label, key, body, action, 201)
 
 
 @router.get("/webhooks", tags=["channels"])
@@ -133,7 +103,6 @@ async def list_webhooks(rt: Rt, who: SiteOrFinance) -> list[dict[str, Any]]:
 @router.post("/webhooks/{endpoint_id}/rotate-secret", tags=["channels"])
 async def rotate_secret(
     endpoint_id: UUID,
-    request: Request,
     rt: Rt,
     site: Site,
     body: Rotation | None = None,
@@ -167,13 +136,11 @@ async def rotate_secret(
         )
         return {"endpoint_id": str(endpoint_id), "secret": secret, "previous_secret_until": until.isoformat()}
 
-    return await idempotent(rt, request, site, key, body, action, 200)
+    return await keyed_transaction(rt.pool, site.label, key, body, action, 200)
 
 
 @router.post("/webhooks/{endpoint_id}/enable", tags=["channels"])
-async def enable_webhook(
-    endpoint_id: UUID, request: Request, rt: Rt, site: Site, key: IdempotencyKey = None
-) -> JSONResponse:
+async def enable_webhook(endpoint_id: UUID, rt: Rt, site: Site, key: IdempotencyKey = None) -> JSONResponse:
     """Re-enable an endpoint once the site fixed it (its failure count starts again)."""
 
     async def action(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -187,13 +154,11 @@ async def enable_webhook(
             raise unknown_endpoint(endpoint_id)
         return {"endpoint_id": str(endpoint_id), "status": "enabled"}
 
-    return await idempotent(rt, request, site, key, None, action, 200)
+    return await keyed_transaction(rt.pool, site.label, key, None, action, 200)
 
 
 @router.post("/emails", status_code=201, tags=["channels"])
-async def register_email(
-    body: NewEmail, request: Request, rt: Rt, site: Site, key: IdempotencyKey = None
-) -> JSONResponse:
+async def register_email(body: NewEmail, rt: Rt, site: Site, key: IdempotencyKey = None) -> JSONResponse:
     """Register an e-mail address for the calling site's statements (replaces the registry's
     contact e-mail as the e-mail channel)."""
 
@@ -207,7 +172,7 @@ async def register_email(
         )
         return {"channel_id": str(channel_id), "address": str(body.address)}
 
-    return await idempotent(rt, request, site, key, body, action, 201)
+    return await keyed_transaction(rt.pool, site.label, key, body, action, 201)
 
 
 @router.put("/funders/{funder_id}/finance-contact", tags=["channels"])
