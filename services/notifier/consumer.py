@@ -1,4 +1,4 @@
-"""The statements consumer, applying a whole poll batch in one transaction.
+"""The notifier's consumers (statements, redemptions), applying a whole poll batch in one transaction.
 
 The per-message transaction of `EventConsumer` (about ten round trips and a commit per event)
 capped the notifier at ~150 statements/s on the shared benchmark machine (bench/notifier.py),
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import asyncpg
 import structlog
 from kafka import KafkaConsumer
 from pydantic import ValidationError
@@ -57,21 +58,30 @@ class BatchedEventConsumer(EventConsumer):
         return decoded
 
     async def _apply_batch(self, messages: list[object]) -> bool:
-        """True when every message of the batch was applied (or already had been)."""
+        """True when every message of the batch was applied (or already had been). One insert
+        records the batch's event ids as processed (only the new ones come back), then the new
+        events are applied in log order, all in one transaction."""
         decoded = self._decode(messages)
         if decoded is None:
             return False
         try:
-            applied = 0
             async with self._pool.acquire() as conn, conn.transaction():
+                fresh = await inbox.first_times(conn, self.name, [e.event_id for e, _ in decoded])
+                new: list[tuple[Envelope, Payload]] = []
                 for envelope, payload in decoded:
-                    if await inbox.first_time(conn, self.name, envelope.event_id):
-                        await self._handler(conn, envelope, payload)
-                        applied += 1
+                    if envelope.event_id in fresh:
+                        fresh.discard(envelope.event_id)  # the same event twice in a batch: once
+                        new.append((envelope, payload))
+                await self._apply_new(conn, new)
         except PoisonMessage:
-            return False
+            return False  # rolled back; the per-message path dead-letters it, applies the rest
         except Exception:
             log.exception("batch failed; applying its messages one by one", consumer=self.name)
             return False
-        metrics.EVENTS_IN.labels(self.name).inc(applied)
+        metrics.EVENTS_IN.labels(self.name).inc(len(new))
         return True
+
+    async def _apply_new(self, conn: asyncpg.Connection, new: list[tuple[Envelope, Payload]]) -> None:
+        """The batch's events not applied before, in log order: the handler for each."""
+        for envelope, payload in new:
+            await self._handler(conn, envelope, payload)

@@ -66,15 +66,23 @@ async def site_channels(conn: asyncpg.Connection, site_id: UUID) -> list[tuple[s
     return found
 
 
+async def site_deliveries(
+    conn: asyncpg.Connection, site_id: UUID, about: UUID
+) -> list[tuple[str, str, UUID | None, UUID | None]]:
+    """(notification id, channel, endpoint id, e-mail channel id) of each notification telling
+    the site about `about` (a statement, a reversal): one per channel it hears on."""
+    return [
+        (notification_id(about, subject), channel, subject if channel == "webhook" else None, email)
+        for channel, email, subject in await site_channels(conn, site_id)
+    ]
+
+
 async def statement_issued(conn: asyncpg.Connection, st: StatementIssued) -> None:
-    rows: list[Row] = []
-    for channel, email, subject in await site_channels(conn, st.site_id):
-        nid = notification_id(st.statement_id, subject)
-        endpoint = subject if channel == "webhook" else None
-        rows.append(
-            (nid, "statement", st.statement_id, None, st.site_id, endpoint, channel, email, None,
-             st.window_id, webhook_body(st, nid))
-        )  # fmt: skip
+    rows: list[Row] = [
+        (nid, "statement", st.statement_id, None, st.site_id, endpoint, channel, email, None, st.window_id,
+         webhook_body(st, nid))
+        for nid, channel, endpoint, email in await site_deliveries(conn, st.site_id, st.statement_id)
+    ]  # fmt: skip
     await conn.executemany(INSERT_DELIVERY, rows)
 
 

@@ -15,19 +15,15 @@ from __future__ import annotations
 import json
 
 import asyncpg
-import structlog
 
 from schemas.envelope import Envelope
 from schemas.events import PassRedeemed, Payload, RedemptionReversed
-from services.common import metrics
 from services.common.dead_letters import PoisonMessage
-from services.common.inbox import first_times
 from services.notifier.consumer import BatchedEventConsumer
-from services.notifier.domain.schedule import notification_id, reversal_after_close
-from services.notifier.handlers import INSERT_DELIVERY, Row, site_channels
+from services.notifier.domain.schedule import reversal_after_close
+from services.notifier.handlers import INSERT_DELIVERY, Row, site_deliveries
 
 CONSUMER = "notifier-redemptions"
-log = structlog.get_logger()
 
 
 def reversal_body(ev: RedemptionReversed, redemption_window: int, notification: str) -> str:
@@ -65,14 +61,11 @@ async def redemption_reversed(conn: asyncpg.Connection, ev: RedemptionReversed) 
         )
     if not reversal_after_close(window, ev.window_id):
         return
-    rows: list[Row] = []
-    for channel, email, subject in await site_channels(conn, ev.site_id):
-        nid = notification_id(ev.reversal_id, subject)
-        endpoint = subject if channel == "webhook" else None
-        rows.append(
-            (nid, "reversal", None, ev.reversal_id, ev.site_id, endpoint, channel, email, None, ev.window_id,
-             reversal_body(ev, window, nid))
-        )  # fmt: skip
+    rows: list[Row] = [
+        (nid, "reversal", None, ev.reversal_id, ev.site_id, endpoint, channel, email, None, ev.window_id,
+         reversal_body(ev, window, nid))
+        for nid, channel, endpoint, email in await site_deliveries(conn, ev.site_id, ev.reversal_id)
+    ]  # fmt: skip
     await conn.executemany(INSERT_DELIVERY, rows)
 
 
@@ -96,30 +89,12 @@ async def apply(conn: asyncpg.Connection, _: Envelope, payload: Payload) -> None
 
 class RedemptionsConsumer(BatchedEventConsumer):
     """Every redemption passes through here, so a batch costs a handful of statements, not a
-    round trip per event: one insert records the batch's event ids as processed (only the new
-    ones come back), one inserts their redemptions' windows, then each new reversal is decided."""
+    round trip per event: one inserts the batch's redemptions' windows, then each new reversal
+    is decided."""
 
-    async def _apply_batch(self, messages: list[object]) -> bool:
-        decoded = self._decode(messages)
-        if decoded is None:
-            return False
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                fresh = await first_times(conn, self.name, [e.event_id for e, _ in decoded])
-                new: list[Payload] = []
-                for envelope, payload in decoded:
-                    if envelope.event_id in fresh:
-                        fresh.discard(envelope.event_id)  # the same event twice in a batch: once
-                        new.append(payload)
-                # A reversal follows its redemption, so the batch's redemptions go in first.
-                await record_redemptions(conn, [p for p in new if isinstance(p, PassRedeemed)])
-                for payload in new:
-                    if isinstance(payload, RedemptionReversed):
-                        await redemption_reversed(conn, payload)
-        except PoisonMessage:
-            return False  # rolled back; the per-message path dead-letters it, applies the rest
-        except Exception:
-            log.exception("batch failed; applying its messages one by one", consumer=self.name)
-            return False
-        metrics.EVENTS_IN.labels(self.name).inc(len(new))
-        return True
+    async def _apply_new(self, conn: asyncpg.Connection, new: list[tuple[Envelope, Payload]]) -> None:
+        # A reversal follows its redemption, so the batch's redemptions go in first.
+        await record_redemptions(conn, [p for _, p in new if isinstance(p, PassRedeemed)])
+        for _, payload in new:
+            if isinstance(payload, RedemptionReversed):
+                await redemption_reversed(conn, payload)
