@@ -25,7 +25,7 @@ from tests.integration.notifier_kit import (
     publish,
     redeemed,
     reversed_in,
-    send_redemption_events,
+    send,
     statement,
 )
 
@@ -146,7 +146,7 @@ def test_a_reversal_after_close_keeps_its_webhook_id_across_a_sigkill_and_the_pr
         # As in the statement test: a 500, then the retry held on the wire while SIGKILL lands.
         receiver.responses["/rv"] = [500]
         receiver.delays["/rv"] = [0.0, 4.0]
-        send_redemption_events(bootstrap, topic, as_redemption_events([first, second, reversed_in(first, 2)]))
+        send(bootstrap, topic, as_redemption_events([first, second, reversed_in(first, 2)]))
         wait_until("the reversal's retry on the wire", lambda: len(receiver.received) >= 2)
         notifier.kill("notifier", signal.SIGKILL)
         assert not notifier.running("notifier")
@@ -154,7 +154,7 @@ def test_a_reversal_after_close_keeps_its_webhook_id_across_a_sigkill_and_the_pr
         notifier.wait_ready("notifier")
         # `second` was redeemed before the kill: its late reversal is decided from the
         # projection the notifier kept in its database.
-        send_redemption_events(bootstrap, topic, as_redemption_events([reversed_in(second, 2)]))
+        send(bootstrap, topic, as_redemption_events([reversed_in(second, 2)]))
 
         def both_delivered() -> list[dict[str, object]] | None:
             rows = api.get("/deliveries", params={"kind": "reversal"}, headers=FINANCE).json()

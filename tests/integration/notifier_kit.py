@@ -1,10 +1,12 @@
-"""What notifier tests need around the service: statements on the clearing topic, a real SMTP
-server (aiosmtpd) on loopback, free ports."""
+"""What notifier tests need around the service: statements on the clearing topic, redemptions
+and window markers on the redemptions topic, the topics read back, a real SMTP server (aiosmtpd)
+on loopback, free ports."""
 
 from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
@@ -24,9 +26,11 @@ from schemas.events import (
     StatementIssued,
     WindowClosed,
 )
+from schemas.topics import Topic, topic_name
 from services.common.events import EventFactory
 from services.common.kafka import make_producer
 from services.common.ports import RandomIds, SystemClock
+from tests.integration.helpers import eventually, read_topic
 
 CLEARING = EventFactory("clearing", SystemClock(), RandomIds())
 
@@ -76,6 +80,13 @@ def publish(bootstrap: str, topic: str, payloads: list[Payload], *, key: str | N
     envelopes = [
         CLEARING.envelope(p, key=key or str(getattr(p, "site_id", "") or p.funder_id)) for p in payloads
     ]  # type: ignore[attr-defined]
+    send(bootstrap, topic, envelopes)
+    return envelopes
+
+
+def send(bootstrap: str, topic: str, envelopes: list[Envelope]) -> None:
+    """Each envelope under its key, as the services' relays publish them (redemptions keyed by
+    site id: one partition per site)."""
     producer = make_producer(bootstrap)
     try:
         for e in envelopes:
@@ -83,7 +94,6 @@ def publish(bootstrap: str, topic: str, payloads: list[Payload], *, key: str | N
         producer.flush(30)
     finally:
         producer.close(5)
-    return envelopes
 
 
 @dataclass
@@ -152,17 +162,6 @@ def reversed_in(r: PassRedeemed, window_id: int) -> RedemptionReversed:
     )
 
 
-def send_redemption_events(bootstrap: str, topic: str, envelopes: list[Envelope]) -> None:
-    """As the redemption service's relay does: keyed by site id (one partition per site)."""
-    producer = make_producer(bootstrap)
-    try:
-        for e in envelopes:
-            producer.send(topic, key=e.key.encode(), value=e.to_bytes())
-        producer.flush(30)
-    finally:
-        producer.close(5)
-
-
 def as_redemption_events(payloads: list[PassRedeemed | RedemptionReversed]) -> list[Envelope]:
     return [REDEMPTION.envelope(p, key=str(p.site_id)) for p in payloads]
 
@@ -187,3 +186,44 @@ def close_window(bootstrap: str, topic: str, window_id: int) -> None:
         producer.flush(30)
     finally:
         producer.close(5)
+
+
+@dataclass(frozen=True)
+class Log:
+    """This module's topics: written as clearing and redemption write them, read as the auditor
+    reads them."""
+
+    env: dict[str, str]
+
+    @property
+    def bootstrap(self) -> str:
+        return self.env["KAFKA_BOOTSTRAP_SERVERS"]
+
+    def topic(self, topic: Topic) -> str:
+        return topic_name(topic, self.env["KAFKA_TOPIC_PREFIX"])
+
+    def clearing(self, payloads: list[Payload], *, key: str | None = None) -> list[Envelope]:
+        return publish(self.bootstrap, self.topic(Topic.CLEARING), payloads, key=key)
+
+    def redemptions(self, events: list[PassRedeemed | RedemptionReversed | Envelope]) -> None:
+        envelopes = [e if isinstance(e, Envelope) else as_redemption_events([e])[0] for e in events]
+        send(self.bootstrap, self.topic(Topic.REDEMPTIONS), envelopes)
+
+    def close_window(self, window_id: int) -> None:
+        close_window(self.bootstrap, self.topic(Topic.REDEMPTIONS), window_id)
+
+    async def read(
+        self, what: str, topic: Topic, match: Callable[[dict[str, Any]], bool], n: int = 1
+    ) -> list[Envelope]:
+        """The events on `topic` whose payload matches, once there are `n` of them."""
+
+        async def probe() -> list[Envelope] | None:
+            records = read_topic(self.bootstrap, self.topic(topic))
+            found = [e for _, _, e in records if isinstance(e, Envelope) and match(e.payload)]
+            return found if len(found) >= n else None
+
+        return await eventually(what, probe)
+
+    async def outcomes(self, what: str, field: str, values: set[str], n: int = 1) -> list[Envelope]:
+        """The notifier's NotificationDelivered/Failed (of every kind) whose `field` is in `values`."""
+        return await self.read(what, Topic.NOTIFICATIONS, lambda p: p.get(field) in values, n)

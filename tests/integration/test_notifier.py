@@ -8,36 +8,34 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from schemas.envelope import Envelope
 from schemas.events import FunderShare, FunderStatementIssued
-from schemas.topics import Topic, topic_name
+from schemas.topics import Topic
 from services.cli.processes import ServiceProcesses
 from services.cli.receiver import WebhookReceiver
 from services.common.auth import Role
-from tests.integration.helpers import auth, eventually, read_topic, running
+from tests.integration.helpers import auth, eventually, running
 from tests.integration.notifier_kit import (
     CLEARING,
     REDEMPTION,
+    Log,
     SmtpInbox,
     as_redemption_events,
-    close_window,
     free_port,
     funder_statement,
-    publish,
     redeemed,
     reversed_in,
-    send_redemption_events,
     statement,
 )
 
@@ -91,71 +89,88 @@ async def notifier(
         "PASSCLEAR_ISSUER_URL": issuer.url("issuer"),
         "PASSCLEAR_CLEARING_URL": issuer.url("clearing"),
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    from services.notifier.app import app
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        from services.notifier.app import app
 
-    try:
         async with running(app) as client:
             yield client
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
-def clearing_topic(env: dict[str, str]) -> str:
-    return topic_name(Topic.CLEARING, env["KAFKA_TOPIC_PREFIX"])
-
-
-def notifier_events(env: dict[str, str]) -> list[Envelope]:
-    records = read_topic(
-        env["KAFKA_BOOTSTRAP_SERVERS"], topic_name(Topic.NOTIFICATIONS, env["KAFKA_TOPIC_PREFIX"])
-    )
-    return [e for _, _, e in records if isinstance(e, Envelope)]
+@pytest.fixture(scope="module")
+def log(service_env: dict[str, str]) -> Log:
+    return Log(service_env)
 
 
 async def endpoint(
-    notifier: httpx.AsyncClient, receiver: WebhookReceiver, url: str, site: uuid.UUID
+    notifier: httpx.AsyncClient, receiver: tuple[WebhookReceiver, str], site: uuid.UUID | None = None
 ) -> dict[str, Any]:
+    """A webhook endpoint of `site` (a new one unless given) on the receiver, which verifies
+    what it gets with the endpoint's secret."""
+    rec, url = receiver
+    site = site or uuid.uuid4()
     path = f"/hook-{site.hex[:8]}"
     r = await notifier.post("/webhooks", json={"url": url + path}, headers=auth(Role.SITE, str(site)))
     assert r.status_code == 201, r.text
-    receiver.secrets[path] = r.json()["secret"]
-    return {**r.json(), "path": path}
+    rec.secrets[path] = r.json()["secret"]
+    return {**r.json(), "path": path, "site": site}
 
 
-async def settled(notifier: httpx.AsyncClient, statement_id: uuid.UUID, n: int = 1) -> list[dict[str, Any]]:
+async def email_channel(notifier: httpx.AsyncClient, site: uuid.UUID, address: str) -> None:
+    r = await notifier.post("/emails", json={"address": address}, headers=auth(Role.SITE, str(site)))
+    assert r.status_code == 201, r.text
+
+
+async def finance_contact(notifier: httpx.AsyncClient, funder: uuid.UUID, address: str) -> None:
+    r = await notifier.put(f"/funders/{funder}/finance-contact", json={"address": address}, headers=FINANCE)
+    assert r.status_code == 200, r.text
+
+
+async def settled(
+    notifier: httpx.AsyncClient, about: uuid.UUID | None = None, n: int = 1, **params: str
+) -> list[dict[str, Any]]:
+    """The deliveries about a statement (or matching `params`), once `n` of them are no longer
+    pending."""
+    if about is not None:
+        params["statement_id"] = str(about)
+
     async def probe() -> list[dict[str, Any]] | None:
-        r = await notifier.get("/deliveries", params={"statement_id": str(statement_id)}, headers=FINANCE)
-        rows = r.json()
+        rows = (await notifier.get("/deliveries", params=params, headers=FINANCE)).json()
         return rows if len(rows) >= n and all(d["status"] != "pending" for d in rows) else None
 
-    return await eventually(f"deliveries of {statement_id} to settle", probe, timeout=60)
+    return await eventually(f"{n} deliveries {params} to settle", probe, timeout=60)
 
 
-def hits(receiver: WebhookReceiver, path: str) -> list[Any]:
-    return [x for x in receiver.received if x.path == path]
+async def processed(pg: asyncpg.Connection, consumer: str, event: Envelope) -> None:
+    async def probe() -> bool:
+        return bool(
+            await pg.fetchval(
+                "SELECT true FROM notifier.processed_events WHERE consumer = $1 AND event_id = $2",
+                consumer,
+                event.event_id,
+            )
+        )
+
+    await eventually(f"{consumer} to apply {event.type} {event.event_id}", probe)
+
+
+def hits(receiver: tuple[WebhookReceiver, str], path: str) -> list[Any]:
+    return [x for x in receiver[0].received if x.path == path]
 
 
 async def test_a_statement_reaches_the_site_signed_and_the_verifier_rejects_tampering(
-    notifier,
-    receiver,
-    service_env,  # type: ignore[no-untyped-def]
-) -> None:
-    rec, url = receiver
-    site = uuid.uuid4()
-    hook = await endpoint(notifier, rec, url, site)
-    st = statement(site, cents=4500)
-    publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), [st])
+    notifier, receiver, log
+) -> None:  # type: ignore[no-untyped-def]
+    hook = await endpoint(notifier, receiver)
+    st = statement(hook["site"], cents=4500)
+    log.clearing([st])
 
     (delivery,) = await settled(notifier, st.statement_id)
     assert (
         delivery["status"] == "delivered" and delivery["attempts"] == 1 and delivery["channel"] == "webhook"
     )
-    (got,) = hits(rec, hook["path"])
+    (got,) = hits(receiver, hook["path"])
     assert got.verified and got.headers["webhook-id"] == delivery["notification_id"]
     assert got.payload["data"]["amount_cents"] == 4500 and got.payload["data"]["passes"] == 4
     assert got.payload["data"]["expected_payout_date"] == "2026-11-15"
@@ -170,48 +185,35 @@ async def test_a_statement_reaches_the_site_signed_and_the_verifier_rejects_tamp
     with pytest.raises(WebhookVerificationError, match="too old"):
         verifier.verify(got.body, stale)
 
-    async def delivered_event() -> list[Envelope] | None:
-        events = [
-            e
-            for e in notifier_events(service_env)
-            if e.payload.get("notification_id") == delivery["notification_id"]
-        ]
-        return events or None
-
-    (event,) = await eventually("NotificationDelivered", delivered_event)
+    (event,) = await log.outcomes("NotificationDelivered", "notification_id", {delivery["notification_id"]})
     assert event.type == "NotificationDelivered" and event.payload["attempts"] == 1
 
 
 async def test_a_500_is_retried_with_the_same_webhook_id_and_a_redelivered_event_changes_nothing(
-    notifier,
-    receiver,
-    service_env,  # type: ignore[no-untyped-def]
-) -> None:
-    rec, url = receiver
-    site = uuid.uuid4()
-    hook = await endpoint(notifier, rec, url, site)
-    rec.responses[hook["path"]] = [500]
-    st = statement(site)
-    topic = clearing_topic(service_env)
-    publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], topic, [st, st])  # the same statement twice
+    notifier, receiver, log
+) -> None:  # type: ignore[no-untyped-def]
+    hook = await endpoint(notifier, receiver)
+    receiver[0].responses[hook["path"]] = [500]
+    st = statement(hook["site"])
+    log.clearing([st, st])  # the same statement twice
 
     (delivery,) = await settled(notifier, st.statement_id)
     assert delivery["status"] == "delivered" and delivery["attempts"] == 2
-    got = hits(rec, hook["path"])
+    got = hits(receiver, hook["path"])
     assert [g.headers["webhook-id"] for g in got] == [delivery["notification_id"]] * 2
     assert all(g.verified for g in got)
 
-    r = await notifier.get(f"/deliveries/{delivery['notification_id']}", headers=auth(Role.SITE, str(site)))
+    r = await notifier.get(
+        f"/deliveries/{delivery['notification_id']}", headers=auth(Role.SITE, str(hook["site"]))
+    )
     assert [a["outcome"] for a in r.json()["attempt_log"]] == ["HTTP 500", "delivered"]
 
 
-async def test_a_timeout_counts_as_a_failed_attempt_and_is_retried(notifier, receiver, service_env) -> None:  # type: ignore[no-untyped-def]
-    rec, url = receiver
-    site = uuid.uuid4()
-    hook = await endpoint(notifier, rec, url, site)
-    rec.delays[hook["path"]] = [2.5]  # longer than NOTIFIER_TIMEOUT_SECONDS=1
-    st = statement(site)
-    publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), [st])
+async def test_a_timeout_counts_as_a_failed_attempt_and_is_retried(notifier, receiver, log) -> None:  # type: ignore[no-untyped-def]
+    hook = await endpoint(notifier, receiver)
+    receiver[0].delays[hook["path"]] = [2.5]  # longer than NOTIFIER_TIMEOUT_SECONDS=1
+    st = statement(hook["site"])
+    log.clearing([st])
 
     (delivery,) = await settled(notifier, st.statement_id)
     assert delivery["status"] == "delivered" and delivery["attempts"] == 2
@@ -221,47 +223,37 @@ async def test_a_timeout_counts_as_a_failed_attempt_and_is_retried(notifier, rec
 
 
 async def test_permanent_failure_dead_letters_and_a_failing_endpoint_is_disabled(
-    notifier,
-    receiver,
-    service_env,  # type: ignore[no-untyped-def]
-) -> None:
-    rec, url = receiver
-    site = uuid.uuid4()
-    hook = await endpoint(notifier, rec, url, site)
-    rec.responses[hook["path"]] = [500] * 8  # two statements x (1 + 3 retries)
-    statements = [statement(site, window_id=w) for w in (1, 2)]
-    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env)
+    notifier, receiver, log
+) -> None:  # type: ignore[no-untyped-def]
+    hook = await endpoint(notifier, receiver)
+    receiver[0].responses[hook["path"]] = [500] * 8  # two statements x (1 + 3 retries)
+    statements = [statement(hook["site"], window_id=w) for w in (1, 2)]
     for st in statements:  # one after the other: the second failure disables the endpoint
-        publish(bootstrap, topic, [st])
+        log.clearing([st])
         (delivery,) = await settled(notifier, st.statement_id)
         assert delivery["status"] == "failed" and delivery["attempts"] == 4
         assert delivery["last_error"] == "HTTP 500"
 
     dead = (await notifier.get("/dead-letters", headers=FINANCE)).json()
     assert {d["statement_id"] for d in dead} >= {str(s.statement_id) for s in statements}
-    (ep,) = (await notifier.get("/webhooks", headers=auth(Role.SITE, str(site)))).json()
+    (ep,) = (await notifier.get("/webhooks", headers=auth(Role.SITE, str(hook["site"])))).json()
     assert ep["disabled_at"] is not None and "2 notifications in a row failed" in ep["disabled_reason"]
     assert "secret" not in ep
 
-    async def failed_events() -> list[Envelope] | None:
-        ids = {str(s.statement_id) for s in statements}
-        found = [e for e in notifier_events(service_env) if e.payload.get("statement_id") in ids]
-        return found if len(found) == 2 else None
-
-    events = await eventually("two NotificationFailed", failed_events)
-    assert {e.type for e in events} == {"NotificationFailed"}
+    events = await log.outcomes(
+        "two NotificationFailed", "statement_id", {str(s.statement_id) for s in statements}, n=2
+    )
+    assert len(events) == 2 and {e.type for e in events} == {"NotificationFailed"}
     assert {e.payload["attempts"] for e in events} == {4}
-    assert len(hits(rec, hook["path"])) == 8
+    assert len(hits(receiver, hook["path"])) == 8
 
 
-async def test_during_a_rotation_both_secrets_sign(notifier, receiver, service_env) -> None:  # type: ignore[no-untyped-def]
-    rec, url = receiver
-    site = uuid.uuid4()
-    hook = await endpoint(notifier, rec, url, site)
+async def test_during_a_rotation_both_secrets_sign(notifier, receiver, log) -> None:  # type: ignore[no-untyped-def]
+    hook = await endpoint(notifier, receiver)
     rotated = await notifier.post(
         f"/webhooks/{hook['endpoint_id']}/rotate-secret",
         json={"overlap_seconds": 3600},
-        headers=auth(Role.SITE, str(site)),
+        headers=auth(Role.SITE, str(hook["site"])),
     )
     assert rotated.status_code == 200 and rotated.json()["secret"] != hook["secret"]
     other = await notifier.post(
@@ -269,26 +261,20 @@ async def test_during_a_rotation_both_secrets_sign(notifier, receiver, service_e
     )
     assert other.status_code == 404 and other.json()["type"].endswith("unknown-endpoint")
 
-    st = statement(site)
-    publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), [st])
+    st = statement(hook["site"])
+    log.clearing([st])
     await settled(notifier, st.statement_id)
-    (got,) = hits(rec, hook["path"])
+    (got,) = hits(receiver, hook["path"])
     assert len(got.headers["webhook-signature"].split(" ")) == 2
     for secret in (hook["secret"], rotated.json()["secret"]):
         Webhook(secret).verify(got.body, got.headers)
 
 
 async def test_e_mail_to_a_registered_address_and_else_to_the_registry_contact(
-    notifier,
-    inbox,
-    issuer,
-    service_env,  # type: ignore[no-untyped-def]
-) -> None:
+    notifier, inbox, issuer, log
+) -> None:  # type: ignore[no-untyped-def]
     registered = uuid.uuid4()
-    r = await notifier.post(
-        "/emails", json={"address": "compta@epn-dole.fr"}, headers=auth(Role.SITE, str(registered))
-    )
-    assert r.status_code == 201
+    await email_channel(notifier, registered, "compta@epn-dole.fr")
     bad = await notifier.post(
         "/emails", json={"address": "not an address"}, headers=auth(Role.SITE, str(registered))
     )
@@ -310,7 +296,7 @@ async def test_e_mail_to_a_registered_address_and_else_to_the_registry_contact(
     from_registry = uuid.UUID(created.json()["site_id"])
 
     sts = [statement(registered, cents=12000), statement(from_registry, cents=2000)]
-    publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), sts)
+    log.clearing(sts)
     for st in sts:
         (d,) = await settled(notifier, st.statement_id)
         assert d["status"] == "delivered" and d["channel"] == "email"
@@ -325,29 +311,27 @@ async def test_e_mail_to_a_registered_address_and_else_to_the_registry_contact(
     assert "20,00 €" in fallback["Subject"]
 
 
-async def clearing_call_for_funds(issuer: ServiceProcesses, funder: uuid.UUID, window: int) -> dict[str, Any]:
+async def in_clearing(
+    issuer: ServiceProcesses, listing: str, window: int, **owner: uuid.UUID
+) -> dict[str, Any]:
+    """The window's statement (`listing` /statements) or call for funds (/funder-statements) of
+    `owner` (site_id= or funder_id=), as clearing serves it, once clearing issued it."""
+    ((field, value),) = owner.items()
     async with httpx.AsyncClient(base_url=issuer.url("clearing")) as api:
 
         async def probe() -> dict[str, Any] | None:
-            r = await api.get("/funder-statements", params={"window_id": window}, headers=FINANCE)
-            found = [f for f in r.json() if f["funder_id"] == str(funder)]
+            r = await api.get(listing, params={"window_id": window}, headers=FINANCE)
+            found = [x for x in r.json() if x[field] == str(value)]
             return dict(found[0]) if found else None
 
-        return await eventually(f"clearing's call for funds of window {window}", probe, timeout=60)
+        return await eventually(f"clearing's {listing} of window {window} for {value}", probe, timeout=60)
 
 
 async def test_a_funder_gets_its_call_for_funds_once_with_clearing_s_csv_and_pdf(
-    notifier,
-    inbox,
-    issuer,
-    pg,
-    service_env,  # type: ignore[no-untyped-def]
-) -> None:
+    notifier, inbox, issuer, pg, log
+) -> None:  # type: ignore[no-untyped-def]
     funder, other = uuid.uuid4(), uuid.uuid4()
-    r = await notifier.put(
-        f"/funders/{funder}/finance-contact", json={"address": "appels@region-bfc.fr"}, headers=FINANCE
-    )
-    assert r.status_code == 200
+    await finance_contact(notifier, funder, "appels@region-bfc.fr")
     forbidden = await notifier.put(
         f"/funders/{funder}/finance-contact",
         json={"address": "x@y.fr"},
@@ -357,13 +341,11 @@ async def test_a_funder_gets_its_call_for_funds_once_with_clearing_s_csv_and_pdf
 
     window = 45
     shares = (FunderShare(funder_id=funder, share_bp=6000), FunderShare(funder_id=other, share_bp=4000))
-    passes = [
-        redeemed(site, window, funders=shares) for site in (uuid.uuid4(), uuid.uuid4()) for _ in range(2)
-    ]
-    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], redemptions_topic(service_env)
-    send_redemption_events(bootstrap, topic, as_redemption_events(passes))
-    close_window(bootstrap, topic, window)
-    call = await clearing_call_for_funds(issuer, funder, window)
+    log.redemptions(
+        [redeemed(site, window, funders=shares) for site in (uuid.uuid4(), uuid.uuid4()) for _ in range(2)]
+    )
+    log.close_window(window)
+    call = await in_clearing(issuer, "/funder-statements", window, funder_id=funder)
     assert call["amount_cents"] == 4 * 600 and call["statements"] == 2
 
     (d,) = await settled(notifier, uuid.UUID(call["funder_statement_id"]))
@@ -391,40 +373,21 @@ async def test_a_funder_gets_its_call_for_funds_once_with_clearing_s_csv_and_pdf
         assert f'filename="{part.get_filename()}"' in served[kind].headers["content-disposition"]
 
     # The call for funds told again (a redelivery, or clearing's relay resending): still one e-mail.
-    (again,) = publish(bootstrap, clearing_topic(service_env), [FunderStatementIssued.model_validate(call)])
-
-    async def applied() -> bool:
-        return bool(
-            await pg.fetchval(
-                "SELECT true FROM notifier.processed_events WHERE consumer = 'notifier-statements' "
-                "AND event_id = $1",
-                again.event_id,
-            )
-        )
-
-    await eventually("the call for funds told again applied", applied)
+    (again,) = log.clearing([FunderStatementIssued.model_validate(call)])
+    await processed(pg, "notifier-statements", again)
     assert len(await settled(notifier, uuid.UUID(call["funder_statement_id"]))) == 1
     assert len(inbox.to("appels@region-bfc.fr")) == 1
 
-    async def funder_event() -> list[Envelope] | None:
-        found = [
-            e
-            for e in notifier_events(service_env)
-            if e.payload.get("funder_statement_id") == call["funder_statement_id"]
-        ]
-        return found or None
-
-    (event,) = await eventually("FunderNotificationDelivered", funder_event)
+    (event,) = await log.outcomes(
+        "FunderNotificationDelivered", "funder_statement_id", {call["funder_statement_id"]}
+    )
     assert event.type == "FunderNotificationDelivered"
 
 
-async def test_the_delivery_log_shows_a_site_only_its_own(notifier, receiver, service_env) -> None:  # type: ignore[no-untyped-def]
-    rec, url = receiver
-    mine, theirs = uuid.uuid4(), uuid.uuid4()
-    for site in (mine, theirs):
-        await endpoint(notifier, rec, url, site)
+async def test_the_delivery_log_shows_a_site_only_its_own(notifier, receiver, log) -> None:  # type: ignore[no-untyped-def]
+    mine, theirs = [(await endpoint(notifier, receiver))["site"] for _ in range(2)]
     sts = [statement(mine), statement(theirs)]
-    publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), sts)
+    log.clearing(sts)
     (other,) = await settled(notifier, sts[1].statement_id)
     await settled(notifier, sts[0].statement_id)
 
@@ -438,25 +401,20 @@ async def test_the_delivery_log_shows_a_site_only_its_own(notifier, receiver, se
 
 
 async def test_a_poison_message_amid_a_batch_is_dead_lettered_and_the_rest_applied(
-    notifier,
-    receiver,
-    service_env,  # type: ignore[no-untyped-def]
-) -> None:
+    notifier, receiver, log
+) -> None:  # type: ignore[no-untyped-def]
     from kafka import KafkaProducer
 
-    rec, url = receiver
-    site = uuid.uuid4()
-    await endpoint(notifier, rec, url, site)
+    site = (await endpoint(notifier, receiver))["site"]
     before, after = statement(site, window_id=7), statement(site, window_id=8)
-    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env)
     key = str(site).encode()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = KafkaProducer(bootstrap_servers=log.bootstrap, acks="all")
     for value in (
         CLEARING.envelope(before, key=str(site)).to_bytes(),
         b'{"not": "an envelope"}',
         CLEARING.envelope(after, key=str(site)).to_bytes(),
     ):
-        producer.send(topic, key=key, value=value)  # one key: one partition, in this order
+        producer.send(log.topic(Topic.CLEARING), key=key, value=value)  # one key: one partition, in order
     producer.flush(30)
     producer.close(5)
 
@@ -464,22 +422,18 @@ async def test_a_poison_message_amid_a_batch_is_dead_lettered_and_the_rest_appli
         (d,) = await settled(notifier, st.statement_id)
         assert d["status"] == "delivered"
 
-    async def dead_lettered() -> list[Envelope] | None:
-        records = read_topic(bootstrap, topic_name(Topic.DEAD_LETTERS, service_env["KAFKA_TOPIC_PREFIX"]))
-        found = [e for _, _, e in records if isinstance(e, Envelope) and "not" in e.payload.get("raw", "")]
-        return found or None
-
-    (dead,) = await eventually("the poison message on the dead-letter topic", dead_lettered)
+    (dead,) = await log.read(
+        "the poison message on the dead-letter topic", Topic.DEAD_LETTERS, lambda p: "not" in p.get("raw", "")
+    )
     assert dead.payload["consumer"] == "notifier-statements"
 
 
 async def test_a_call_for_funds_without_a_finance_contact_ends_failed_and_dead_lettered(
-    notifier,
-    service_env,  # type: ignore[no-untyped-def]
-) -> None:
+    notifier, log
+) -> None:  # type: ignore[no-untyped-def]
     funder = uuid.uuid4()
     fs = funder_statement(funder, 9, [])
-    publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), [fs], key=str(funder))
+    log.clearing([fs])
 
     (d,) = await settled(notifier, fs.funder_statement_id)
     assert d["status"] == "failed" and d["attempts"] == 4
@@ -487,79 +441,36 @@ async def test_a_call_for_funds_without_a_finance_contact_ends_failed_and_dead_l
     dead = (await notifier.get("/dead-letters", headers=FINANCE)).json()
     assert d["notification_id"] in {x["notification_id"] for x in dead}
 
-    async def failed_event() -> list[Envelope] | None:
-        found = [
-            e
-            for e in notifier_events(service_env)
-            if e.payload.get("funder_statement_id") == str(fs.funder_statement_id)
-        ]
-        return found or None
-
-    (event,) = await eventually("FunderNotificationFailed", failed_event)
+    (event,) = await log.outcomes(
+        "FunderNotificationFailed", "funder_statement_id", {str(fs.funder_statement_id)}
+    )
     assert event.type == "FunderNotificationFailed" and event.payload["reason"] == d["last_error"]
 
 
-def redemptions_topic(env: dict[str, str]) -> str:
-    return topic_name(Topic.REDEMPTIONS, env["KAFKA_TOPIC_PREFIX"])
-
-
-async def of_kind(notifier: httpx.AsyncClient, kind: str, n: int, **params: str) -> list[dict[str, Any]]:
-    async def probe() -> list[dict[str, Any]] | None:
-        r = await notifier.get("/deliveries", params={"kind": kind, **params}, headers=FINANCE)
-        rows = r.json()
-        return rows if len(rows) >= n and all(d["status"] != "pending" for d in rows) else None
-
-    return await eventually(f"{n} {kind} deliveries to settle", probe, timeout=60)
-
-
-async def clearing_statement(issuer: ServiceProcesses, site: uuid.UUID, window: int) -> dict[str, Any]:
-    async with httpx.AsyncClient(base_url=issuer.url("clearing")) as api:
-
-        async def probe() -> dict[str, Any] | None:
-            r = await api.get("/statements", params={"window_id": window}, headers=FINANCE)
-            found = [s for s in r.json() if s["site_id"] == str(site)]
-            if not found:
-                return None
-            one = await api.get(f"/statements/{found[0]['statement_id']}", headers=FINANCE)
-            return dict(one.json())
-
-        return await eventually(f"clearing's statement of window {window}", probe, timeout=60)
-
-
 async def test_a_reversal_after_its_window_closed_is_told_once_per_channel_and_one_within_the_window_is_not(
-    notifier,
-    receiver,
-    inbox,
-    issuer,
-    pg,
-    service_env,  # type: ignore[no-untyped-def]
-) -> None:
-    rec, url = receiver
-    site, other_site = uuid.uuid4(), uuid.uuid4()
-    hook = await endpoint(notifier, rec, url, site)
-    r = await notifier.post(
-        "/emails", json={"address": "caisse@epn-besancon.fr"}, headers=auth(Role.SITE, str(site))
-    )
-    assert r.status_code == 201
-    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], redemptions_topic(service_env)
+    notifier, receiver, inbox, issuer, pg, log
+) -> None:  # type: ignore[no-untyped-def]
+    hook = await endpoint(notifier, receiver)
+    site, other_site = hook["site"], uuid.uuid4()
+    await email_channel(notifier, site, "caisse@epn-besancon.fr")
     closed_window, open_window = 31, 32
     early, kept = redeemed(site, closed_window), redeemed(site, closed_window)
-    send_redemption_events(bootstrap, topic, as_redemption_events([early, kept]))
-    close_window(bootstrap, topic, closed_window)
+    log.redemptions([early, kept])
+    log.close_window(closed_window)
     late = redeemed(site, open_window)
     after_close, within = reversed_in(early, open_window), reversed_in(late, open_window)
     events = as_redemption_events([late, after_close, within])
     # The reversal after close redelivered (same event) and sent again (another event, same
     # reversal): one notification per channel all the same.
     again = REDEMPTION.envelope(after_close, key=str(site))
-    send_redemption_events(bootstrap, topic, [*events, events[1], again])
+    log.redemptions([*events, events[1], again])
 
-    told = await of_kind(notifier, "reversal", 2, reversal_id=str(after_close.reversal_id))
+    told = await settled(notifier, n=2, kind="reversal", reversal_id=str(after_close.reversal_id))
     assert {d["channel"] for d in told} == {"webhook", "email"}
     assert all(d["status"] == "delivered" and d["attempts"] == 1 for d in told)
     assert all(d["window_id"] == open_window and d["statement_id"] is None for d in told)
 
-    (got,) = [h for h in hits(rec, hook["path"]) if h.payload["type"] == "redemption.reversed"]
+    (got,) = [h for h in hits(receiver, hook["path"]) if h.payload["type"] == "redemption.reversed"]
     assert got.verified and got.headers["webhook-id"] in {d["notification_id"] for d in told}
     assert got.payload["data"] == {
         "reversal_id": str(after_close.reversal_id),
@@ -579,18 +490,9 @@ async def test_a_reversal_after_its_window_closed_is_told_once_per_channel_and_o
     assert str(early.redemption_id) in text and f"période n° {closed_window} (close)" in text
 
     # Nothing for the reversal within the open window, once the notifier has applied it.
-    async def within_applied() -> bool:
-        return bool(
-            await pg.fetchval(
-                "SELECT true FROM notifier.processed_events WHERE consumer = 'notifier-redemptions' "
-                "AND event_id = $1",
-                events[2].event_id,
-            )
-        )
-
-    await eventually("the reversal within the window applied", within_applied)
-    close_window(bootstrap, topic, open_window)
-    st = await clearing_statement(issuer, site, open_window)
+    await processed(pg, "notifier-redemptions", events[2])
+    log.close_window(open_window)
+    st = await in_clearing(issuer, "/statements", open_window, site_id=site)
     await settled(notifier, uuid.UUID(st["statement_id"]), 2)
     within_told = await notifier.get(
         "/deliveries", params={"reversal_id": str(within.reversal_id)}, headers=FINANCE
@@ -600,15 +502,9 @@ async def test_a_reversal_after_its_window_closed_is_told_once_per_channel_and_o
     (line,) = [x for x in st["lines"] if x["ref_id"] == str(after_close.reversal_id)]
     assert line["kind"] == "reversal" and line["amount_cents"] == got.payload["data"]["amount_cents"]
 
-    async def outcome_events() -> list[Envelope] | None:
-        found = [
-            e
-            for e in notifier_events(service_env)
-            if e.payload.get("reversal_id") == str(after_close.reversal_id)
-        ]
-        return found if len(found) >= 2 else None
-
-    outcomes = await eventually("two ReversalNotificationDelivered", outcome_events)
+    outcomes = await log.outcomes(
+        "two ReversalNotificationDelivered", "reversal_id", {str(after_close.reversal_id)}, n=2
+    )
     assert sorted(e.payload["channel"] for e in outcomes) == ["email", "webhook"]
     assert {e.type for e in outcomes} == {"ReversalNotificationDelivered"}
     assert {e.payload["window_id"] for e in outcomes} == {open_window}
@@ -632,32 +528,22 @@ async def test_a_reversal_after_its_window_closed_is_told_once_per_channel_and_o
 
 
 async def test_a_reversal_of_a_redemption_never_seen_is_dead_lettered_and_the_stream_goes_on(
-    notifier,
-    receiver,
-    service_env,  # type: ignore[no-untyped-def]
-) -> None:
-    rec, url = receiver
-    site = uuid.uuid4()
-    await endpoint(notifier, rec, url, site)
+    notifier, receiver, log
+) -> None:  # type: ignore[no-untyped-def]
+    site = (await endpoint(notifier, receiver))["site"]
     ghost, real = redeemed(site, 51), redeemed(site, 51)
-    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], redemptions_topic(service_env)
     # ghost's redemption never reached the topic; real's did, and its late reversal follows.
     lost, late = reversed_in(ghost, 52), reversed_in(real, 52)
-    send_redemption_events(bootstrap, topic, as_redemption_events([real, lost, late]))
+    log.redemptions([real, lost, late])
 
-    (d,) = await of_kind(notifier, "reversal", 1, reversal_id=str(late.reversal_id))
+    (d,) = await settled(notifier, kind="reversal", reversal_id=str(late.reversal_id))
     assert d["status"] == "delivered"
 
-    async def dead_lettered() -> list[Envelope] | None:
-        records = read_topic(bootstrap, topic_name(Topic.DEAD_LETTERS, service_env["KAFKA_TOPIC_PREFIX"]))
-        found = [
-            e
-            for _, _, e in records
-            if isinstance(e, Envelope) and str(lost.reversal_id) in e.payload.get("reason", "")
-        ]
-        return found or None
-
-    (dead,) = await eventually("the unknown reversal on the dead-letter topic", dead_lettered)
+    (dead,) = await log.read(
+        "the unknown reversal on the dead-letter topic",
+        Topic.DEAD_LETTERS,
+        lambda p: str(lost.reversal_id) in p.get("reason", ""),
+    )
     assert (
         dead.payload["consumer"] == "notifier-redemptions" and "never seen redeemed" in dead.payload["reason"]
     )
@@ -670,18 +556,14 @@ def without_pdf_dates(pdf: bytes) -> bytes:
     return re.sub(rb"/(CreationDate|ModDate) \(D:[^)]*\)|/ID\s*\[[^\]]*\]", b"", pdf)
 
 
-async def test_a_site_email_carries_clearing_s_statement_pdf(notifier, inbox, issuer, service_env) -> None:  # type: ignore[no-untyped-def]
+async def test_a_site_email_carries_clearing_s_statement_pdf(notifier, inbox, issuer, log) -> None:  # type: ignore[no-untyped-def]
     site = uuid.uuid4()
-    r = await notifier.post(
-        "/emails", json={"address": "releves@epn-vesoul.fr"}, headers=auth(Role.SITE, str(site))
-    )
-    assert r.status_code == 201
-    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], redemptions_topic(service_env)
+    await email_channel(notifier, site, "releves@epn-vesoul.fr")
     window = 41
-    send_redemption_events(bootstrap, topic, as_redemption_events([redeemed(site, window) for _ in range(3)]))
-    close_window(bootstrap, topic, window)
+    log.redemptions([redeemed(site, window) for _ in range(3)])
+    log.close_window(window)
 
-    st = await clearing_statement(issuer, site, window)
+    st = await in_clearing(issuer, "/statements", window, site_id=site)
     (d,) = await settled(notifier, uuid.UUID(st["statement_id"]))
     assert d["status"] == "delivered" and d["attempts"] == 1 and d["channel"] == "email"
     (mail,) = inbox.to("releves@epn-vesoul.fr")
@@ -763,20 +645,19 @@ async def test_idempotency_keys_replay_the_first_answer_and_refuse_another_reque
 
 
 async def test_two_quick_rotations_keep_the_oldest_secret_until_its_overlap_ends(
-    notifier, receiver, service_env
+    notifier, receiver, log
 ) -> None:  # type: ignore[no-untyped-def]
-    rec, url = receiver
-    site = uuid.uuid4()
-    hook = await endpoint(notifier, rec, url, site)
+    hook = await endpoint(notifier, receiver)
+    site = hook["site"]
     me = auth(Role.SITE, str(site))
     rotate = f"/webhooks/{hook['endpoint_id']}/rotate-secret"
     middle = (await notifier.post(rotate, json={"overlap_seconds": 3600}, headers=me)).json()["secret"]
     newest = (await notifier.post(rotate, json={"overlap_seconds": 3600}, headers=me)).json()["secret"]
 
     st = statement(site)
-    publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), [st])
+    log.clearing([st])
     await settled(notifier, st.statement_id)
-    (got,) = hits(rec, hook["path"])
+    (got,) = hits(receiver, hook["path"])
     assert got.verified  # the receiver still holds the oldest secret
     assert len(got.headers["webhook-signature"].split(" ")) == 3
     for secret in (hook["secret"], middle, newest):  # the oldest still verifies
@@ -784,8 +665,8 @@ async def test_two_quick_rotations_keep_the_oldest_secret_until_its_overlap_ends
 
     # A secret whose overlap has ended signs no more; one retired later but still within its
     # overlap does. (A rotation's overlap is that of the secret it retires.)
-    site2 = uuid.uuid4()
-    hook2 = await endpoint(notifier, rec, url, site2)
+    hook2 = await endpoint(notifier, receiver)
+    site2 = hook2["site"]
     rotate2 = f"/webhooks/{hook2['endpoint_id']}/rotate-secret"
     me2 = auth(Role.SITE, str(site2))
     s1 = (await notifier.post(rotate2, json={"overlap_seconds": 0.5}, headers=me2)).json()["secret"]
@@ -797,11 +678,11 @@ async def test_two_quick_rotations_keep_the_oldest_secret_until_its_overlap_ends
         return len(ep["previous_secrets_until"]) == 1
 
     await eventually("the 0.5 s overlap of the first secret to end", expired)
-    rec.secrets[hook2["path"]] = s1  # this receiver is still on the second secret
+    receiver[0].secrets[hook2["path"]] = s1  # this receiver is still on the second secret
     st2 = statement(site2)
-    publish(service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env), [st2])
+    log.clearing([st2])
     await settled(notifier, st2.statement_id)
-    (got2,) = hits(rec, hook2["path"])
+    (got2,) = hits(receiver, hook2["path"])
     assert got2.verified
     assert len(got2.headers["webhook-signature"].split(" ")) == 2
     for secret in (s3, s1):
@@ -812,26 +693,15 @@ async def test_two_quick_rotations_keep_the_oldest_secret_until_its_overlap_ends
 
 
 async def test_while_clearing_is_unreachable_e_mails_are_retried_and_the_last_attempt_goes_without_documents(
-    notifier,
-    inbox,
-    issuer,
-    service_env,  # type: ignore[no-untyped-def]
-) -> None:
+    notifier, inbox, issuer, log
+) -> None:  # type: ignore[no-untyped-def]
     site, funder = uuid.uuid4(), uuid.uuid4()
-    r = await notifier.post(
-        "/emails", json={"address": "tresorerie@epn-lure.fr"}, headers=auth(Role.SITE, str(site))
-    )
-    assert r.status_code == 201
-    r = await notifier.put(
-        f"/funders/{funder}/finance-contact", json={"address": "appels@cd39.fr"}, headers=FINANCE
-    )
-    assert r.status_code == 200
-    bootstrap, topic = service_env["KAFKA_BOOTSTRAP_SERVERS"], clearing_topic(service_env)
+    await email_channel(notifier, site, "tresorerie@epn-lure.fr")
+    await finance_contact(notifier, funder, "appels@cd39.fr")
     issuer.stop("clearing")
     try:
         st, fs = statement(site, cents=7000), funder_statement(funder, 44, [7000])
-        publish(bootstrap, topic, [st])
-        publish(bootstrap, topic, [fs], key=str(funder))
+        log.clearing([st, fs])
         (d,) = await settled(notifier, st.statement_id)
         (f,) = await settled(notifier, fs.funder_statement_id)
     finally:
@@ -840,8 +710,8 @@ async def test_while_clearing_is_unreachable_e_mails_are_retried_and_the_last_at
     # The schedule has 3 retries: three failed attempts, then the last one goes all the same.
     for delivery, what in ((d, "statement PDF"), (f, "call for funds documents")):
         assert delivery["status"] == "delivered" and delivery["attempts"] == 4
-        log = (await notifier.get(f"/deliveries/{delivery['notification_id']}", headers=FINANCE)).json()
-        outcomes = [a["outcome"] for a in log["attempt_log"]]
+        one = (await notifier.get(f"/deliveries/{delivery['notification_id']}", headers=FINANCE)).json()
+        outcomes = [a["outcome"] for a in one["attempt_log"]]
         assert [o.startswith(f"{what} unavailable: clearing unreachable") for o in outcomes[:3]] == [True] * 3
         assert outcomes[3] == "delivered"
     (mail,) = inbox.to("tresorerie@epn-lure.fr")
