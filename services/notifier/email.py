@@ -12,7 +12,7 @@ import contextlib
 import json
 import re
 import smtplib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
 from email.message import EmailMessage
 from uuid import UUID
@@ -98,27 +98,28 @@ class EmailSender:
         if row["kind"] == "reversal":
             return self._reversal_message(row), []
         if row["kind"] == "funder_statement":
-            fs = json.loads(row["body"])
-            fs_id, funder = UUID(fs["funder_statement_id"]), UUID(fs["funder_id"])
-            attached = await self._attachments(
-                row,
-                "call for funds documents",
-                [
-                    lambda: documents.funder_statement_csv(fs_id, funder),
-                    lambda: documents.funder_statement_pdf(fs_id, funder),
-                ],
-            )
-            facts = FunderStatementFacts(str(fs_id), fs["window_id"], fs["amount_cents"], fs["statements"])
-            return funder_statement_email(
-                facts, attached=tuple(a.subtype.upper() for a in attached)
-            ), attached
+            return await self._call_for_funds(documents, row)
         attached = await self._attachments(
             row, "statement PDF", [lambda: documents.statement_pdf(row["statement_id"])]
         )
         return self._site_message(row, pdf_attached=bool(attached)), attached
 
+    async def _call_for_funds(
+        self, documents: ClearingDocuments, row: asyncpg.Record
+    ) -> tuple[Email, list[Document]]:
+        fs = json.loads(row["body"])
+        fs_id, funder = UUID(fs["funder_statement_id"]), UUID(fs["funder_id"])
+        fetches = [
+            lambda: documents.funder_statement_csv(fs_id, funder),
+            lambda: documents.funder_statement_pdf(fs_id, funder),
+        ]
+        attached = await self._attachments(row, "call for funds documents", fetches)
+        facts = FunderStatementFacts(str(fs_id), fs["window_id"], fs["amount_cents"], fs["statements"])
+        formats = tuple(a.subtype.upper() for a in attached)  # CSV, PDF
+        return funder_statement_email(facts, attached=formats), attached
+
     async def _attachments(
-        self, row: asyncpg.Record, what: str, fetches: list[Callable[[], Awaitable[Document]]]
+        self, row: asyncpg.Record, what: str, fetches: Sequence[Callable[[], Awaitable[Document]]]
     ) -> list[Document]:
         """Clearing's documents for this e-mail. A site files its statement PDF with its accounts,
         a funder's finance team pays from its call for funds and files the detail, so an e-mail
