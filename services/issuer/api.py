@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -25,12 +26,7 @@ from schemas.events import (
 )
 from schemas.topics import Topic
 from services.common.auth import Principal, Role, require
-from services.common.http import (
-    IdempotencyKey,
-    KeyedRequest,
-    claim_idempotency_key,
-    store_idempotent_answer,
-)
+from services.common.http import IdempotencyKey, KeyedRequest, keyed_transaction
 from services.common.outbox import enqueue, enqueue_many
 from services.common.problems import Problem
 from services.common.runtime import Runtime
@@ -66,23 +62,19 @@ async def emit(rt: Runtime, conn: asyncpg.Connection, payload: Any, key: UUID) -
 
 
 async def transact(
-    rt: Rt, principal: Principal, key: KeyedRequest | None, body: Any, action: Any, status: int = 201
+    rt: Rt,
+    principal: Principal,
+    key: KeyedRequest | None,
+    body: BaseModel,
+    action: Callable[[asyncpg.Connection], Awaitable[dict[str, Any]]],
+    status: int = 201,
 ) -> JSONResponse:
-    """Run `action(conn)` in one transaction, with Idempotency-Key replay; domain refusals
-    become problem bodies and leave nothing written."""
+    """`keyed_transaction` with the issuer's domain refusals as problem bodies: a refusal rolls
+    back the whole transaction, the key's claim with it, so nothing is written."""
     try:
-        async with rt.pool.acquire() as conn, conn.transaction():
-            if key is not None:
-                body_hash = key.hash(body.model_dump(mode="json"))
-                replay = await claim_idempotency_key(conn, principal.label, key.key, body_hash)
-                if replay is not None:
-                    return replay
-            answer = await action(conn)
-            if key is not None:
-                await store_idempotent_answer(conn, principal.label, key.key, status, answer)
+        return await keyed_transaction(rt.pool, principal.label, key, body, action, status)
     except Refused as exc:
         raise Problem(exc.status, exc.slug, exc.slug.replace("-", " ").capitalize(), exc.detail) from exc
-    return JSONResponse(answer, status_code=status)
 
 
 @router.post("/funders", status_code=201, tags=["registry"])

@@ -186,6 +186,38 @@ async def test_idempotency_key_replays_the_answer_and_refuses_another_body(issue
     assert other.status_code == 409 and other.json()["type"].endswith("/idempotency-key-reused")
 
 
+async def test_concurrent_resends_of_one_keyed_request_write_it_once(issuer, pg) -> None:  # type: ignore[no-untyped-def]
+    """The claim row serialises them: one funder, one event, every resend given the first answer."""
+    headers = {**FINANCE, "Idempotency-Key": uuid.uuid4().hex}
+    body = {"name": f"Département {uuid.uuid4().hex[:8]}", "kind": "departement"}
+    before = await outbox_count(pg)
+    answers = await asyncio.gather(*(issuer.post("/funders", json=body, headers=headers) for _ in range(5)))
+    assert {r.status_code for r in answers} == {201}
+    assert len({r.json()["funder_id"] for r in answers}) == 1
+    assert await pg.fetchval("SELECT count(*) FROM issuer.funders WHERE name = $1", body["name"]) == 1
+    assert await outbox_count(pg) == before + 1
+
+
+async def test_a_refused_keyed_request_leaves_its_key_unused(issuer, pg) -> None:  # type: ignore[no-untyped-def]
+    """A domain refusal rolls back the key's claim with the rest: the corrected request may take
+    the same key, and from then on the key stands for it."""
+    order = await ordered(issuer, booklets=1)
+    due = order["dues"][0]
+    headers = {**auth(Role.FUNDER, due["funder_id"]), "Idempotency-Key": uuid.uuid4().hex}
+    path = f"/orders/{order['order_id']}/payments"
+    wrong = {"amount_cents": due["amount_cents"] - 1, "bank_reference": "VIR-1"}
+    right = {"amount_cents": due["amount_cents"], "bank_reference": "VIR-1"}
+    before = await outbox_count(pg)
+    refused = await issuer.post(path, json=wrong, headers=headers)
+    assert refused.status_code == 422 and refused.json()["type"].endswith("/wrong-amount")
+    assert await outbox_count(pg) == before
+    paid = await issuer.post(path, json=right, headers=headers)
+    assert paid.status_code == 201
+    assert (await issuer.post(path, json=right, headers=headers)).json() == paid.json()
+    again = await issuer.post(path, json=wrong, headers=headers)
+    assert again.status_code == 409 and again.json()["type"].endswith("/idempotency-key-reused")
+
+
 async def test_an_idempotency_key_reused_on_another_resource_is_refused(issuer, pg) -> None:  # type: ignore[no-untyped-def]
     """Same key, same body, another path: another request (a 409), never the first one's answer."""
     order = await funded(issuer, booklets=2)
