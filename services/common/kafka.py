@@ -124,10 +124,10 @@ class EventConsumer:
         try:
             while not stop.is_set():
                 batch = await asyncio.to_thread(consumer.poll, 200, 500)
-                for _tp, messages in batch.items():
-                    for message in messages:
-                        await self._apply_with_retry(message, stop)
-                if batch:
+                messages = [m for records in batch.values() for m in records]
+                # Only a poll applied to its end is committed: a stop asked while an event is
+                # retried leaves the offsets uncommitted, and the poll is redelivered at start.
+                if messages and await self.apply_polled(messages, stop):
                     await asyncio.to_thread(consumer.commit)
                 if time.monotonic() - last_lag_report > LAG_REPORT_SECONDS:
                     await asyncio.to_thread(self._report_lag, consumer)
@@ -156,18 +156,28 @@ class EventConsumer:
             time.sleep(0.1)
         return consumer
 
-    async def _apply_with_retry(self, message: object, stop: asyncio.Event) -> None:
+    async def apply_polled(self, messages: list[object], stop: asyncio.Event) -> bool:
+        """Apply one poll's messages in log order, each in its own transaction; True when all
+        were applied. A consumer that applies a poll's messages together overrides this."""
+        for message in messages:
+            if not await self._apply_with_retry(message, stop):
+                return False
+        return True
+
+    async def _apply_with_retry(self, message: object, stop: asyncio.Event) -> bool:
         # A failure that is not the message's fault (database down) must not skip the message:
-        # retry it until it is applied or we are asked to stop (the offset is then not committed).
+        # retry it until it is applied or we are asked to stop (False: its offset must not be
+        # committed).
         delay = 0.5
         while not stop.is_set():
             try:
                 await self.apply(message)
-                return
+                return True
             except Exception:
                 log.exception("consumer failed to apply an event; retrying", consumer=self.name)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
+        return False
 
     async def apply(self, message: object) -> None:
         incoming = Incoming(

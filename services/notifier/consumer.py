@@ -11,40 +11,24 @@ dead-letters poison messages and retries the rest."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import asyncpg
 import structlog
-from kafka import KafkaConsumer
 from pydantic import ValidationError
 
 from schemas.envelope import Envelope
 from schemas.events import Payload, parse_payload
 from services.common import inbox, metrics
 from services.common.dead_letters import PoisonMessage
-from services.common.kafka import LAG_REPORT_SECONDS, EventConsumer
+from services.common.kafka import EventConsumer
 
 log = structlog.get_logger()
 
 
 class BatchedEventConsumer(EventConsumer):
-    async def run(self, stop: asyncio.Event) -> None:
-        consumer: KafkaConsumer = await asyncio.to_thread(self._connect)
-        last_lag_report = 0.0
-        try:
-            while not stop.is_set():
-                batch = await asyncio.to_thread(consumer.poll, 200, 500)
-                messages = [m for records in batch.values() for m in records]
-                if messages:
-                    if not await self._apply_batch(messages):
-                        for message in messages:
-                            await self._apply_with_retry(message, stop)
-                    await asyncio.to_thread(consumer.commit)
-                if time.monotonic() - last_lag_report > LAG_REPORT_SECONDS:
-                    await asyncio.to_thread(self._report_lag, consumer)
-                    last_lag_report = time.monotonic()
-        finally:
-            await asyncio.to_thread(consumer.close)
+    async def apply_polled(self, messages: list[object], stop: asyncio.Event) -> bool:
+        """The poll in one transaction; if that fails, message by message (EventConsumer's way)."""
+        return await self._apply_batch(messages) or await super().apply_polled(messages, stop)
 
     def _decode(self, messages: list[object]) -> list[tuple[Envelope, Payload]] | None:
         """None when one is unreadable: the per-message path dead-letters it."""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer
 
 from schemas.events import FunderRegistered, SiteRegistered
 from schemas.topics import Topic, topic_name
@@ -140,6 +140,67 @@ async def test_a_consumer_applies_each_event_once_and_dead_letters_poison(
         "SELECT convert_from(body, 'UTF8') FROM outbox WHERE topic LIKE '%dead-letters'"
     )
     assert "unreadable event" in reason
+
+
+async def test_a_stop_while_an_event_is_retried_leaves_its_offset_uncommitted(
+    pool: asyncpg.Pool, bootstrap: str, topics: str
+) -> None:
+    """The database is down (the handler fails) when the service stops: the event it was
+    retrying must come again at the next start, not be skipped by an offset commit."""
+    topic = topic_name(Topic.ISSUER, topics)
+    event = funder_event(7)
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    producer.send(topic, event.to_bytes(), key=b"k")
+    producer.flush()
+    producer.close()
+    attempts: list[uuid.UUID] = []
+    applied: list[uuid.UUID] = []
+
+    async def failing(conn: asyncpg.Connection, envelope, payload) -> None:  # type: ignore[no-untyped-def]
+        attempts.append(envelope.event_id)
+        raise ConnectionError("database unreachable")
+
+    async def working(conn: asyncpg.Connection, envelope, payload) -> None:  # type: ignore[no-untyped-def]
+        applied.append(envelope.event_id)
+
+    def consumer(handler) -> EventConsumer:  # type: ignore[no-untyped-def]
+        return EventConsumer(
+            name="c-stop",
+            topics=[topic],
+            bootstrap=bootstrap,
+            pool=pool,
+            handler=handler,
+            events=EVENTS,
+            topic_prefix=topics,
+        )
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer(failing).run(stop))
+
+    async def retried() -> bool:
+        return len(attempts) >= 2
+
+    await eventually("the failing event to be retried", retried)
+    stop.set()
+    await task
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        group = f"{topics}c-stop"
+        assert not admin.list_group_offsets(group).get(group), (
+            "the offset of an unapplied event was committed"
+        )
+    finally:
+        admin.close()
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer(working).run(stop))
+
+    async def redelivered() -> bool:
+        return event.event_id in applied
+
+    await eventually("the event to be applied after the restart", redelivered)
+    stop.set()
+    await task
 
 
 class _Message:
