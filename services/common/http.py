@@ -49,6 +49,15 @@ def create_app(name: str, start: StartRuntime, routers: list[APIRouter], *, desc
     return app
 
 
+def runtime(request: Request) -> Runtime:
+    """The service's Runtime, put on the app by `create_app`'s lifespan."""
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+Rt = Annotated[Runtime, Depends(runtime)]
+
+
 @dataclass(frozen=True)
 class KeyedRequest:
     """An Idempotency-Key with the path it was sent to. The path is part of what the key stands

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,7 +26,7 @@ from schemas.events import (
 )
 from schemas.topics import Topic
 from services.common.auth import Principal, Role, require
-from services.common.http import IdempotencyKey, KeyedRequest, keyed_transaction
+from services.common.http import IdempotencyKey, KeyedRequest, Rt, keyed_transaction
 from services.common.outbox import enqueue, enqueue_many
 from services.common.problems import Problem
 from services.common.runtime import Runtime
@@ -47,14 +47,6 @@ router = APIRouter()
 Finance = Annotated[Principal, Depends(require(Role.FINANCE))]
 FunderOrFinance = Annotated[Principal, Depends(require(Role.FUNDER, Role.FINANCE))]
 FinanceOrService = Annotated[Principal, Depends(require(Role.FINANCE, Role.SERVICE))]
-
-
-def runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-Rt = Annotated[Runtime, Depends(runtime)]
 
 
 async def emit(rt: Runtime, conn: asyncpg.Connection, payload: Any, key: UUID) -> None:

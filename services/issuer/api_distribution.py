@@ -17,11 +17,11 @@ from fastapi.responses import JSONResponse
 from schemas import pass_codes as codes
 from schemas.events import BookletAllocated, BookletDistributed, PrescriberRegistered
 from services.common.auth import Principal, Role, require
-from services.common.http import IdempotencyKey
+from services.common.http import IdempotencyKey, Rt
 from services.common.problems import Problem
 from services.common.settings import PseudonymSettings
 from services.issuer import pg_store
-from services.issuer.api import Finance, Rt, emit, emit_many, transact
+from services.issuer.api import Finance, emit, emit_many, transact
 from services.issuer.domain.distribution import check_distributable, check_eligible, pseudonym
 from services.issuer.domain.model import Refused
 from services.issuer.requests import NewAllocation, NewDistribution, NewPrescriber

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from schemas.events import PassCancelled, PassExpired, SiteQualificationWithdrawn
-from services.common.auth import Principal, Role, require
-from services.common.http import IdempotencyKey
+from services.common.http import IdempotencyKey, Rt
 from services.common.problems import Problem
 from services.issuer import pg_store, sheets
 from services.issuer.api import (
     Finance,
-    Rt,
+    FinanceOrService,
     create_programme,
     emit,
     emit_many,
@@ -28,7 +27,6 @@ from services.issuer.domain.model import Refused
 from services.issuer.requests import NewCancellation, NewExpiryRun, NewProgramme, NewProgrammeVersion
 
 router = APIRouter()
-FinanceOrService = Annotated[Principal, Depends(require(Role.FINANCE, Role.SERVICE))]
 
 
 @router.post("/booklets/{booklet_id}/cancellation", status_code=201, tags=["lifecycle"])
