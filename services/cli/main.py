@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from services.cli.demo import Outcome
     from services.cli.processes import ServiceProcesses
 
+# The audit commands read the log where the services write it.
+Bootstrap = Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")]
+Prefix = Annotated[str, typer.Option(envvar="KAFKA_TOPIC_PREFIX")]
+
 app = typer.Typer(help="passclear: clearing of Pass Numérique vouchers.", no_args_is_help=True)
 audit_app = typer.Typer(help="The auditor's tools.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -44,7 +48,8 @@ def infra() -> tuple[str, str]:
     from deploy.local.stack import ensure_infra
 
     try:
-        started = ensure_infra(state_dir())
+        with console.status("starting Kafka and Postgres…"):
+            started = ensure_infra(state_dir())
     except InfraError as exc:
         fail(str(exc))
         raise
@@ -58,20 +63,24 @@ def services(bootstrap: str, database_url: str, prefix: str) -> ServiceProcesses
     return ServiceProcesses(state_dir() / "services", env)
 
 
+def start_services(procs: ServiceProcesses) -> None:
+    """Start the four services and wait until each is ready (StackError if one is not)."""
+    with console.status("starting issuer, redemption, clearing and notifier…"):
+        procs.start_all()
+        procs.wait_all_ready()
+
+
 @app.command()
 def up(prefix: str = "passclear.") -> None:
     """Start Kafka, Postgres and the four services on loopback."""
     from services.cli.processes import StackError
 
-    with console.status("starting Kafka and Postgres…"):
-        bootstrap, database_url = infra()
+    bootstrap, database_url = infra()
     procs = services(bootstrap, database_url, prefix)
-    with console.status("starting issuer, redemption, clearing and notifier…"):
-        try:
-            procs.start_all()
-            procs.wait_all_ready()
-        except StackError as exc:
-            fail(str(exc))
+    try:
+        start_services(procs)
+    except StackError as exc:
+        fail(str(exc))
     for name in procs.ports:
         console.print(f"  {name:<11} {procs.url(name)}/docs")
     console.print(f"  kafka       {bootstrap}\n  postgres    {database_url}")
@@ -102,18 +111,15 @@ def demo(keep: Annotated[bool, typer.Option(help="leave the system running after
 
     started = time.monotonic()
     console.rule("[bold]passclear — main job")
-    with console.status("starting Kafka and Postgres…"):
-        bootstrap, base_url = infra()
-        database_url = _fresh_database(base_url, "passclear_demo")
+    bootstrap, base_url = infra()
+    database_url = _fresh_database(base_url, "passclear_demo")
     prefix = f"demo-{int(time.time())}."
     mailbox = Mailbox()
     procs = services(bootstrap, database_url, prefix)
     procs.env["SMTP_PORT"] = str(mailbox.start())
     procs.stop_all()
     try:
-        with console.status("starting issuer, redemption, clearing and notifier…"):
-            procs.start_all()
-            procs.wait_all_ready()
+        start_services(procs)
         console.print(f"[green]✓[/] system up in {time.monotonic() - started:.1f}s (Kafka {bootstrap})")
         with Progress(
             TextColumn("  {task.description}"),
@@ -226,8 +232,8 @@ def token(role: Role, subject: str) -> None:
 
 @audit_app.command("replay")
 def audit_replay(
-    bootstrap: Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")] = "127.0.0.1:19092",
-    prefix: Annotated[str, typer.Option(envvar="KAFKA_TOPIC_PREFIX")] = "passclear.",
+    bootstrap: Bootstrap = "127.0.0.1:19092",
+    prefix: Prefix = "passclear.",
     report: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
     from_dir: Annotated[Path | None, typer.Option(help="replay an exported log instead of Kafka")] = None,
     database_url: Annotated[
@@ -277,8 +283,8 @@ def audit_replay(
 @audit_app.command("export")
 def audit_export(
     to: Annotated[Path, typer.Option(help="directory for the gzip JSON-lines files")],
-    bootstrap: Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")] = "127.0.0.1:19092",
-    prefix: Annotated[str, typer.Option(envvar="KAFKA_TOPIC_PREFIX")] = "passclear.",
+    bootstrap: Bootstrap = "127.0.0.1:19092",
+    prefix: Prefix = "passclear.",
 ) -> None:
     """Export every topic to files (one per topic and partition, with offsets) for offline replay."""
     from services.auditor.files import export_log
