@@ -22,6 +22,7 @@ from services.cli.receiver import WebhookReceiver
 from services.common.auth import Role
 from services.common.settings import DEV_SECRET
 from tests.e2e.system import api, running_system
+from tests.integration.flows import programme_body
 
 pytestmark = pytest.mark.e2e
 
@@ -42,24 +43,8 @@ def test_thin_flow_one_redemption_through_all_four_services(system: ServiceProce
         issuer.post("/funders", {"name": n, "kind": k})["funder_id"]
         for n, k in (("Région BFC", "region"), ("ANCT", "state"), ("Enedis", "enedis"))
     )
-    programme = issuer.post(
-        "/programmes",
-        {
-            "name": "Pass Numérique BFC",
-            "territory": "Bourgogne-Franche-Comté",
-            "face_value_cents": 1000,
-            "passes_per_booklet": 5,
-            "valid_from": "2026-01-01",
-            "valid_until": "2026-12-31",
-            "grace_days": 31,
-            "learning_paths": ["basic-skills"],
-            "funders": [
-                {"funder_id": region, "share_bp": 5000},
-                {"funder_id": state, "share_bp": 3000},
-                {"funder_id": enedis, "share_bp": 2000},
-            ],
-        },
-    )["programme_id"]
+    terms = programme_body([region, state, enedis], [5000, 3000, 2000])
+    programme = issuer.post("/programmes", terms)["programme_id"]
     site_id = issuer.post(
         "/sites",
         {

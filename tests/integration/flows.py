@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -13,6 +15,35 @@ from services.common.auth import Role
 from tests.integration.helpers import auth
 
 FINANCE = auth(Role.FINANCE, "finance-test")
+
+
+def programme_body(funder_ids: Sequence[str], shares: Sequence[int], **terms: Any) -> dict[str, Any]:
+    """What POST /programmes takes: a 2026 programme of 5-pass booklets of 10 € shared by
+    `funder_ids` in `shares` (basis points, in order); `terms` replace any of the rest."""
+    return {
+        "name": "Pass Numérique BFC",
+        "territory": "Bourgogne-Franche-Comté",
+        "face_value_cents": 1000,
+        "passes_per_booklet": 5,
+        "valid_from": "2026-01-01",
+        "valid_until": "2026-12-31",
+        "grace_days": 31,
+        "learning_paths": ["basic-skills"],
+        "funders": [{"funder_id": f, "share_bp": bp} for f, bp in zip(funder_ids, shares, strict=True)],
+        **terms,
+    }
+
+
+def site_body(rng: random.Random, **fields: Any) -> dict[str, Any]:
+    """What POST /sites takes: a valid SIRET and IBAN drawn from `rng`; `fields` replace any."""
+    return {
+        "name": "Espace numérique",
+        "siret": scenario.siret(rng),
+        "iban": scenario.iban(rng),
+        "bic": "BNPAFRPP",
+        "contact_email": "site@example.org",
+        **fields,
+    }
 
 
 @dataclass
@@ -37,30 +68,20 @@ async def funded_programme(
         r = await issuer.post("/funders", json={"name": f"Funder {i}", "kind": "region"}, headers=FINANCE)
         assert r.status_code == 201, r.text
         funders.append(r.json()["funder_id"])
-    body = {
-        "name": "Pass Numérique test",
-        "territory": "Test",
-        "face_value_cents": 1000,
-        "passes_per_booklet": per_booklet,
-        "valid_from": "2026-01-01",
-        "valid_until": "2026-12-31",
-        "grace_days": 31,
-        "learning_paths": ["basic-skills", "parenting"],
-        "funders": [{"funder_id": f, "share_bp": bp} for f, bp in zip(funders, shares, strict=True)],
-    }
+    body = programme_body(
+        funders,
+        shares,
+        name="Pass Numérique test",
+        territory="Test",
+        passes_per_booklet=per_booklet,
+        learning_paths=["basic-skills", "parenting"],
+    )
     r = await issuer.post("/programmes", json=body, headers=FINANCE)
     assert r.status_code == 201, r.text
     programme_id = r.json()["programme_id"]
     site_ids = []
     for n in range(sites):
-        site = {
-            "name": f"Site {n}",
-            "siret": scenario.siret(rng),
-            "iban": scenario.iban(rng),
-            "bic": "BNPAFRPP",
-            "contact_email": "site@example.org",
-        }
-        r = await issuer.post("/sites", json=site, headers=FINANCE)
+        r = await issuer.post("/sites", json=site_body(rng, name=f"Site {n}"), headers=FINANCE)
         assert r.status_code == 201, r.text
         site_ids.append(r.json()["site_id"])
         r = await issuer.post(

@@ -17,7 +17,7 @@ from schemas.envelope import Envelope
 from schemas.topics import Topic, topic_name
 from services.cli import scenario
 from services.common.auth import Role
-from tests.integration.flows import FINANCE
+from tests.integration.flows import FINANCE, programme_body, site_body
 from tests.integration.helpers import auth, eventually, read_topic, running
 
 pytestmark = pytest.mark.integration
@@ -52,26 +52,15 @@ async def funders(client: httpx.AsyncClient, n: int) -> list[str]:
     ]
 
 
-def programme_body(funder_ids: list[str], shares: list[int], **terms: Any) -> dict[str, Any]:
-    return {
-        "name": "Pass Numérique BFC",
-        "territory": "Bourgogne-Franche-Comté",
-        "face_value_cents": 1000,
-        "passes_per_booklet": 5,
-        "valid_from": "2026-01-01",
-        "valid_until": "2026-12-31",
-        "grace_days": 31,
-        "learning_paths": ["basic-skills", "access-to-rights"],
-        "funders": [{"funder_id": f, "share_bp": s} for f, s in zip(funder_ids, shares, strict=True)],
-        "min_age": 16,
-        "max_age": 25,
-        **terms,
-    }
+# The programmes of this module are for 16–25 year olds (the distribution tests rely on it).
+YOUTH = {"learning_paths": ["basic-skills", "access-to-rights"], "min_age": 16, "max_age": 25}
 
 
 async def ordered(client: httpx.AsyncClient, booklets: int = 4, **terms: Any) -> dict[str, Any]:
     ids = await funders(client, 3)
-    programme = await post(client, "/programmes", programme_body(ids, [5000, 3000, 2000], **terms), FINANCE)
+    programme = await post(
+        client, "/programmes", programme_body(ids, [5000, 3000, 2000], **{**YOUTH, **terms}), FINANCE
+    )
     body = {"programme_id": programme["programme_id"], "booklets": booklets}
     order = await post(client, "/orders", body, FINANCE)
     return {**order, "programme_id": programme["programme_id"], "funders": ids}
@@ -328,13 +317,7 @@ async def test_site_iban_is_masked_except_in_finance_payout_details(issuer) -> N
     rng = random.Random()
     iban = scenario.iban(rng)
     SECRETS.update({iban, "lieu@example.org"})
-    body = {
-        "name": "Fablab",
-        "siret": scenario.siret(rng),
-        "iban": iban,
-        "bic": "BNPAFRPP",
-        "contact_email": "lieu@example.org",
-    }
+    body = site_body(rng, name="Fablab", iban=iban, contact_email="lieu@example.org")
     site = await post(issuer, "/sites", body, FINANCE)
     assert iban not in str(site) and site["iban"].endswith(iban[-4:])
     read = (await issuer.get(f"/sites/{site['site_id']}", headers=FINANCE)).json()
@@ -358,13 +341,7 @@ async def test_site_iban_is_masked_except_in_finance_payout_details(issuer) -> N
 async def test_a_qualification_is_granted_and_withdrawn_as_events(issuer, bootstrap, topic_prefix) -> None:  # type: ignore[no-untyped-def]
     order = await ordered(issuer, booklets=1)
     rng = random.Random()
-    body = {
-        "name": "Espace numérique",
-        "siret": scenario.siret(rng),
-        "iban": scenario.iban(rng),
-        "bic": "BNPAFRPP",
-        "contact_email": "en@example.org",
-    }
+    body = site_body(rng, contact_email="en@example.org")
     SECRETS.update({body["iban"], body["contact_email"]})
     site = (await post(issuer, "/sites", body, FINANCE))["site_id"]
     await post(issuer, f"/sites/{site}/qualifications", {"programme_id": order["programme_id"]}, FINANCE)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.integration.flows import FINANCE
+from tests.integration.flows import FINANCE, programme_body
 from tests.integration.helpers import eventually, running
 
 pytestmark = pytest.mark.integration
@@ -27,17 +27,15 @@ async def test_expired_and_cancelled_passes_are_so_in_the_redemption_projection(
     funder = (
         await issuer.post("/funders", json={"name": "Région", "kind": "region"}, headers=FINANCE)
     ).json()
-    programme = {
-        "name": "Pass Numérique 2024",
-        "territory": "Lozère",
-        "face_value_cents": 1000,
-        "passes_per_booklet": 10,
-        "valid_from": "2024-01-01",
-        "valid_until": "2024-12-31",
-        "grace_days": 31,
-        "learning_paths": ["basic-skills"],
-        "funders": [{"funder_id": funder["funder_id"], "share_bp": 10_000}],
-    }
+    programme = programme_body(
+        [funder["funder_id"]],
+        [10_000],
+        name="Pass Numérique 2024",
+        territory="Lozère",
+        passes_per_booklet=10,
+        valid_from="2024-01-01",
+        valid_until="2024-12-31",
+    )
     programme_id = (await issuer.post("/programmes", json=programme, headers=FINANCE)).json()["programme_id"]
     order = (
         await issuer.post("/orders", json={"programme_id": programme_id, "booklets": 2}, headers=FINANCE)
