@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -14,7 +16,7 @@ from schemas.events import FunderRegistered, SiteRegistered
 from schemas.topics import Topic, topic_name
 from services.common.db import create_pool, migrate
 from services.common.events import EventFactory
-from services.common.kafka import EventConsumer, ensure_topics, make_producer
+from services.common.kafka import EventConsumer, Handler, ensure_topics, make_producer
 from services.common.outbox import OutboxRelay, enqueue
 from services.common.ports import RandomIds, SystemClock
 from tests.integration.helpers import eventually, read_topic
@@ -106,11 +108,9 @@ async def test_a_consumer_applies_each_event_once_and_dead_letters_poison(
     site = EVENTS.envelope(
         SiteRegistered(site_id=uuid.uuid4(), name="Fablab", siret="73282932000074"), key="s"
     )
-    producer = KafkaProducer(bootstrap_servers=bootstrap)
-    for raw in (site.to_bytes(), b"{not json", site.to_bytes()):  # the duplicate is a republish
-        producer.send(topic, raw, key=b"s")
-    producer.flush()
-    producer.close()
+    publish(
+        bootstrap, topic, [site.to_bytes(), b"{not json", site.to_bytes()]
+    )  # the duplicate is a republish
 
     applied: list[uuid.UUID] = []
 
@@ -118,21 +118,10 @@ async def test_a_consumer_applies_each_event_once_and_dead_letters_poison(
         if isinstance(payload, SiteRegistered):
             applied.append(payload.site_id)
 
-    consumer = EventConsumer(
-        name="c1",
-        topics=[topic],
-        bootstrap=bootstrap,
-        pool=pool,
-        handler=handler,
-        events=EVENTS,
-        topic_prefix=topics,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
-    await eventually("the poison message to be dead-lettered", lambda: _dead_letters(pool))
-    await eventually("the stream to go on past it", lambda: _processed(pool, "c1"))
-    stop.set()
-    await task
+    consumer = issuer_consumer("c1", pool, bootstrap, topics, handler)
+    async with consuming(consumer):
+        await eventually("the poison message to be dead-lettered", lambda: _dead_letters(pool))
+        await eventually("the stream to go on past it", lambda: _processed(pool, "c1"))
     # The same message delivered once more (a crash before the offset commit): nothing changes.
     await consumer.apply(_Message(topic, 0, 99, site.to_bytes()))
     assert applied == [site.payload["site_id"] and uuid.UUID(site.payload["site_id"])]
@@ -149,10 +138,7 @@ async def test_a_stop_while_an_event_is_retried_leaves_its_offset_uncommitted(
     retrying must come again at the next start, not be skipped by an offset commit."""
     topic = topic_name(Topic.ISSUER, topics)
     event = funder_event(7)
-    producer = KafkaProducer(bootstrap_servers=bootstrap)
-    producer.send(topic, event.to_bytes(), key=b"k")
-    producer.flush()
-    producer.close()
+    publish(bootstrap, topic, [event.to_bytes()])
     attempts: list[uuid.UUID] = []
     applied: list[uuid.UUID] = []
 
@@ -163,26 +149,11 @@ async def test_a_stop_while_an_event_is_retried_leaves_its_offset_uncommitted(
     async def working(conn: asyncpg.Connection, envelope, payload) -> None:  # type: ignore[no-untyped-def]
         applied.append(envelope.event_id)
 
-    def consumer(handler) -> EventConsumer:  # type: ignore[no-untyped-def]
-        return EventConsumer(
-            name="c-stop",
-            topics=[topic],
-            bootstrap=bootstrap,
-            pool=pool,
-            handler=handler,
-            events=EVENTS,
-            topic_prefix=topics,
-        )
-
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer(failing).run(stop))
-
     async def retried() -> bool:
         return len(attempts) >= 2
 
-    await eventually("the failing event to be retried", retried)
-    stop.set()
-    await task
+    async with consuming(issuer_consumer("c-stop", pool, bootstrap, topics, failing)):
+        await eventually("the failing event to be retried", retried)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         group = f"{topics}c-stop"
@@ -192,15 +163,47 @@ async def test_a_stop_while_an_event_is_retried_leaves_its_offset_uncommitted(
     finally:
         admin.close()
 
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer(working).run(stop))
-
     async def redelivered() -> bool:
         return event.event_id in applied
 
-    await eventually("the event to be applied after the restart", redelivered)
-    stop.set()
-    await task
+    async with consuming(issuer_consumer("c-stop", pool, bootstrap, topics, working)):
+        await eventually("the event to be applied after the restart", redelivered)
+
+
+def publish(bootstrap: str, topic: str, records: list[bytes]) -> None:
+    """Raw records, in order, on one key (so one partition)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap)
+    for raw in records:
+        producer.send(topic, raw, key=b"k")
+    producer.flush()
+    producer.close()
+
+
+def issuer_consumer(
+    name: str, pool: asyncpg.Pool, bootstrap: str, topics: str, handler: Handler
+) -> EventConsumer:
+    """Consumer group `name` over this module's issuer topic."""
+    return EventConsumer(
+        name=name,
+        topics=[topic_name(Topic.ISSUER, topics)],
+        bootstrap=bootstrap,
+        pool=pool,
+        handler=handler,
+        events=EVENTS,
+        topic_prefix=topics,
+    )
+
+
+@asynccontextmanager
+async def consuming(consumer: EventConsumer) -> AsyncIterator[None]:
+    """The consumer's loop runs inside the block; leaving it stops the loop and waits for it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
 
 
 class _Message:
