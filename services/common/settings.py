@@ -12,6 +12,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_SECRET = "dev-only-secret-never-in-production-0123456789"
 
 
+def dev_default(value: str, *, profile: str, env_var: str, dev_value: str) -> str:
+    """`value` when set; unset, `dev_value` in the dev profile and an error in any other."""
+    if value:
+        return value
+    if profile != "dev":
+        raise ValueError(f"{env_var} must be set outside the dev profile")
+    return dev_value
+
+
 class KafkaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KAFKA_")
     bootstrap_servers: str = "127.0.0.1:19092"
@@ -32,10 +41,10 @@ class AuthSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secret_required_outside_dev(self) -> AuthSettings:
-        if not self.auth_secret:
-            if self.profile != "dev":
-                raise ValueError("PASSCLEAR_AUTH_SECRET must be set outside the dev profile")
-            object.__setattr__(self, "auth_secret", DEV_SECRET)
+        secret = dev_default(
+            self.auth_secret, profile=self.profile, env_var="PASSCLEAR_AUTH_SECRET", dev_value=DEV_SECRET
+        )
+        object.__setattr__(self, "auth_secret", secret)
         return self
 
 
@@ -59,8 +68,11 @@ class PseudonymSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _secret_required_outside_dev(self) -> PseudonymSettings:
-        if not self.pseudonym_secret:
-            if self.profile != "dev":
-                raise ValueError("PASSCLEAR_PSEUDONYM_SECRET must be set outside the dev profile")
-            object.__setattr__(self, "pseudonym_secret", "dev-only-pseudonym-key-" + DEV_SECRET)
+        secret = dev_default(
+            self.pseudonym_secret,
+            profile=self.profile,
+            env_var="PASSCLEAR_PSEUDONYM_SECRET",
+            dev_value="dev-only-pseudonym-key-" + DEV_SECRET,
+        )
+        object.__setattr__(self, "pseudonym_secret", secret)
         return self
