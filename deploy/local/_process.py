@@ -1,4 +1,5 @@
-"""Process, port and file plumbing shared by the local Kafka broker and PostgreSQL server."""
+"""Process, port and file plumbing shared by the local Kafka broker, the PostgreSQL server and
+the service processes that `passclear up`, the demo and the end-to-end tests start."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,21 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def spawn_detached(argv: Sequence[str], *, log: Path, cwd: Path) -> int:
-    """Start a server that outlives this process: own session (no terminal signals), output to `log`."""
-    with log.open("wb") as out:
+def spawn_detached(
+    argv: Sequence[str],
+    *,
+    log: Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    append: bool = False,
+) -> int:
+    """Start a server that outlives this process: own session (no terminal signals), output to
+    `log` (started afresh, or appended to: a restarted service keeps its earlier lines)."""
+    with log.open("ab" if append else "wb") as out:
         child = subprocess.Popen(
             argv,
             cwd=cwd,
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -61,12 +71,18 @@ def process_cmdline(pid: int) -> str | None:
         return None
 
 
+def signal_group(pid: int, signum: signal.Signals) -> None:
+    """Send `signum` to the process group led by `pid`, if it is still there."""
+    with suppress(ProcessLookupError):
+        os.killpg(pid, signum)
+
+
 def terminate_group(pid: int, *, first: signal.Signals = signal.SIGTERM, grace: float = 20.0) -> None:
     """Ask the process group led by `pid` to exit; SIGKILL it if it is still there after `grace` s."""
-    _signal_group(pid, first)
+    signal_group(pid, first)
     if wait_until(lambda: not pid_alive(pid), timeout=grace):
         return
-    _signal_group(pid, signal.SIGKILL)
+    signal_group(pid, signal.SIGKILL)
     if not wait_until(lambda: not pid_alive(pid), timeout=5.0):
         raise InfraError(f"process {pid} survived SIGKILL")
 
@@ -162,11 +178,6 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _signal_group(pid: int, signum: signal.Signals) -> None:
-    with suppress(ProcessLookupError):
-        os.killpg(pid, signum)
 
 
 def _reap(pid: int) -> None:

@@ -8,14 +8,23 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from deploy.local._process import (
+    LOOPBACK,
+    pid_alive,
+    port_open,
+    signal_group,
+    spawn_detached,
+    terminate_group,
+    wait_until,
+)
+from deploy.local.errors import InfraError
 
 SERVICE_PORTS = {"issuer": 8101, "redemption": 8102, "clearing": 8103, "notifier": 8104}
 
@@ -32,7 +41,7 @@ class ServiceProcesses:
     workers: dict[str, int] = field(default_factory=dict)  # uvicorn worker processes per service
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.ports[name]}"
+        return f"http://{LOOPBACK}:{self.ports[name]}"
 
     def service_env(self) -> dict[str, str]:
         urls = {f"PASSCLEAR_{name.upper()}_URL": self.url(name) for name in self.ports}
@@ -42,7 +51,7 @@ class ServiceProcesses:
         if self.running(name):
             return
         port = self.ports[name]
-        if _port_taken(port):
+        if port_open(port):
             raise StackError(f"port {port} for the {name} service is taken by another process")
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -52,7 +61,7 @@ class ServiceProcesses:
             "uvicorn",
             f"services.{name}.app:app",
             "--host",
-            "127.0.0.1",
+            LOOPBACK,
             "--port",
             str(port),
             "--no-access-log",
@@ -61,11 +70,8 @@ class ServiceProcesses:
             "--workers",
             str(self.workers.get(name, 1)),
         ]
-        with open(logs / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(
-                command, env=self.service_env(), stdout=log, stderr=log, start_new_session=True
-            )
-        self._pid_file(name).write_text(str(proc.pid))
+        pid = spawn_detached(command, log=logs / f"{name}.log", env=self.service_env(), append=True)
+        self._pid_file(name).write_text(str(pid))
 
     def start_all(self) -> None:
         for name in self.ports:
@@ -96,38 +102,22 @@ class ServiceProcesses:
 
     def running(self, name: str) -> bool:
         pid = self.pid(name)
-        if pid is None:
-            return False
-        try:
-            waited, _ = os.waitpid(pid, os.WNOHANG)
-            if waited == pid:
-                return False
-        except ChildProcessError:
-            pass  # not our child (started by an earlier command): ask the kernel instead
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+        return pid is not None and pid_alive(pid)
 
     def kill(self, name: str, sig: signal.Signals = signal.SIGKILL) -> None:
         """Send `sig` to the service's process group (SIGKILL: no chance to clean up)."""
         pid = self.pid(name)
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, sig)
-            self._wait_gone(pid, 15)
+            signal_group(pid, sig)
+            wait_until(lambda: not pid_alive(pid), timeout=15)
 
     def stop(self, name: str) -> None:
+        """SIGTERM to the service's process group, SIGKILL after 20 s."""
         pid = self.pid(name)
         if pid is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        if not self._wait_gone(pid, 20):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            self._wait_gone(pid, 5)
+        with contextlib.suppress(InfraError):  # it survived SIGKILL: nothing more to try
+            terminate_group(pid, grace=20)
         self._pid_file(name).unlink(missing_ok=True)
 
     def stop_all(self) -> None:
@@ -137,24 +127,3 @@ class ServiceProcesses:
     def _pid_file(self, name: str) -> Path:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         return self.state_dir / f"{name}.pid"
-
-    def _wait_gone(self, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                waited, _ = os.waitpid(pid, os.WNOHANG)
-                if waited == pid:
-                    return True
-            except ChildProcessError:
-                pass
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return True
-            time.sleep(0.1)
-        return False
-
-
-def _port_taken(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
