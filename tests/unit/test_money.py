@@ -55,3 +55,11 @@ def test_shares_not_summing_to_ten_thousand_are_refused(bps: list[int]) -> None:
 def test_display_uses_the_french_format() -> None:
     assert format_eur(123456) == "1\u202f234,56 €"
     assert format_eur(-5) == "-0,05 €"
+
+
+@pytest.mark.parametrize(
+    ("cents", "shown"),
+    [(0, "0,00 €"), (5, "0,05 €"), (1000, "10,00 €"), (123456, "1\u202f234,56 €"), (-250, "-2,50 €")],
+)
+def test_amounts_are_shown_the_french_way(cents: int, shown: str) -> None:
+    assert format_eur(cents) == shown

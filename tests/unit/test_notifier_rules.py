@@ -10,7 +10,6 @@ from services.notifier.domain.messages import (
     FunderStatementFacts,
     ReversalFacts,
     SiteStatementFacts,
-    euros,
     funder_statement_email,
     reversal_email,
     site_statement_email,
@@ -126,14 +125,6 @@ def test_an_endpoint_is_disabled_after_the_threshold_with_a_reason() -> None:
     reason = endpoint_disable_reason(3, 3, "HTTP 500")
     assert reason is not None and "3" in reason and "HTTP 500" in reason
     assert endpoint_disable_reason(10, 0, "HTTP 500") is None  # 0 turns disabling off
-
-
-@pytest.mark.parametrize(
-    ("cents", "shown"),
-    [(0, "0,00 €"), (5, "0,05 €"), (1000, "10,00 €"), (123456, "1\u202f234,56 €"), (-250, "-2,50 €")],
-)
-def test_euros_are_shown_the_french_way(cents: int, shown: str) -> None:
-    assert euros(cents) == shown
 
 
 def test_the_site_email_is_french_in_text_and_html() -> None:

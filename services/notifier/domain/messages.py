@@ -7,12 +7,7 @@ import html
 from dataclasses import dataclass
 from datetime import date
 
-
-def euros(cents: int) -> str:
-    """12345 -> '123,45 €' (display is the only place a comma appears)."""
-    sign = "-" if cents < 0 else ""
-    whole, rest = divmod(abs(cents), 100)
-    return f"{sign}{whole:,}".replace(",", "\u202f") + f",{rest:02d} €"
+from services.common.money import format_eur
 
 
 def french_date(day: date) -> str:
@@ -39,13 +34,13 @@ class SiteStatementFacts:
 
 
 def site_statement_email(f: SiteStatementFacts, *, pdf_attached: bool = True) -> Email:
-    subject = f"Pass Numérique : relevé de compensation n° {f.window_id} — {euros(f.amount_cents)}"
+    subject = f"Pass Numérique : relevé de compensation n° {f.window_id} — {format_eur(f.amount_cents)}"
     rows = [
         ("Relevé", f.statement_id),
         ("Période", f"du {french_date(f.period_start)} au {french_date(f.period_end)}"),
         ("Pass encaissés", str(f.passes)),
         ("Annulations", str(f.reversals)),
-        ("Montant à vous verser", euros(f.amount_cents)),
+        ("Montant à vous verser", format_eur(f.amount_cents)),
         ("Date de virement prévue", french_date(f.expected_payout_date)),
     ]
     intro = "Bonjour,\n\nVotre relevé de compensation Pass Numérique est émis."
@@ -75,7 +70,7 @@ def reversal_email(f: ReversalFacts) -> Email:
     """A reversal made after the redemption's window closed: already in an issued statement, so
     the amount comes off the next statement."""
     subject = (
-        f"Pass Numérique : annulation d'un encaissement — {euros(-f.amount_cents)} "
+        f"Pass Numérique : annulation d'un encaissement — {format_eur(-f.amount_cents)} "
         f"sur la période n° {f.deducted_from_window_id}"
     )
     rows = [
@@ -85,7 +80,7 @@ def reversal_email(f: ReversalFacts) -> Email:
         ("Date de l'annulation", french_date(f.reversed_on)),
         ("Motif", f.reason),
         ("Relevé où figurait l'encaissement", f"période n° {f.redemption_window_id} (close)"),
-        ("Montant déduit", euros(-f.amount_cents)),
+        ("Montant déduit", format_eur(-f.amount_cents)),
         ("Déduit du relevé", f"période n° {f.deducted_from_window_id}"),
     ]
     intro = (
@@ -106,12 +101,12 @@ class FunderStatementFacts:
 
 def funder_statement_email(f: FunderStatementFacts, *, attached: tuple[str, ...] = ("CSV", "PDF")) -> Email:
     """`attached`: the formats of clearing's call-for-funds documents the e-mail carries."""
-    subject = f"Pass Numérique : appel de fonds, période n° {f.window_id} — {euros(f.amount_cents)}"
+    subject = f"Pass Numérique : appel de fonds, période n° {f.window_id} — {format_eur(f.amount_cents)}"
     rows = [
         ("Appel de fonds", f.funder_statement_id),
         ("Période de compensation", str(f.window_id)),
         ("Relevés de sites", str(f.statements)),
-        ("Montant de votre quote-part", euros(f.amount_cents)),
+        ("Montant de votre quote-part", format_eur(f.amount_cents)),
     ]
     intro = "Bonjour,\n\nVoici votre appel de fonds pour la période de compensation close."
     outro = f"{_detail(f, attached)}\n\nCordialement,\nL'équipe Pass Numérique"
