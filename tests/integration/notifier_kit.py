@@ -7,13 +7,9 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
-
-from aiosmtpd.controller import Controller
 
 from schemas.envelope import Envelope
 from schemas.events import (
@@ -94,32 +90,6 @@ def send(bootstrap: str, topic: str, envelopes: list[Envelope]) -> None:
         producer.flush(30)
     finally:
         producer.close(5)
-
-
-@dataclass
-class SmtpInbox:
-    """A real SMTP server on loopback that keeps what it is sent."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-    port: int = 0
-    _controller: Any = None
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))  # type: ignore[arg-type]
-        return "250 Message accepted for delivery"
-
-    def start(self) -> int:
-        self.port = free_port()
-        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self._controller.start()
-        return self.port
-
-    def stop(self) -> None:
-        if self._controller:
-            self._controller.stop()
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if m["To"] == address]
 
 
 REDEMPTION = EventFactory("redemption", SystemClock(), RandomIds())

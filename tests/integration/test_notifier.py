@@ -22,6 +22,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from schemas.envelope import Envelope
 from schemas.events import FunderShare, FunderStatementIssued
 from schemas.topics import Topic
+from services.cli.mailbox import Mailbox
 from services.cli.processes import ServiceProcesses
 from services.cli.receiver import WebhookReceiver
 from services.common.auth import Role
@@ -30,7 +31,6 @@ from tests.integration.notifier_kit import (
     CLEARING,
     REDEMPTION,
     Log,
-    SmtpInbox,
     as_redemption_events,
     free_port,
     funder_statement,
@@ -44,8 +44,8 @@ FINANCE = auth(Role.FINANCE, "finance")
 
 
 @pytest.fixture(scope="module")
-def inbox() -> Iterator[SmtpInbox]:
-    box = SmtpInbox()
+def inbox() -> Iterator[Mailbox]:
+    box = Mailbox()
     box.start()
     yield box
     box.stop()
@@ -79,7 +79,7 @@ def issuer(
 
 @pytest.fixture(scope="module")
 async def notifier(
-    service_env: dict[str, str], inbox: SmtpInbox, issuer: ServiceProcesses
+    service_env: dict[str, str], inbox: Mailbox, issuer: ServiceProcesses
 ) -> AsyncIterator[httpx.AsyncClient]:
     env = {
         "NOTIFIER_RETRY_SCHEDULE": "[0.3, 0.3, 0.3]",
