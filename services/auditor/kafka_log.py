@@ -16,6 +16,7 @@ the broker knows no such group after a replay)."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from functools import partial
 from itertools import chain
@@ -105,21 +106,26 @@ class KafkaLog:
 
     def _batch(self, messages: list[Any], todo: set[tuple[str, int]]) -> list[LogRecord]:
         out = []
-        topics, ends = self.names, self.ends
+        append = out.append
+        topics = self.names
+        ends: dict[str, dict[int, int]] = defaultdict(dict)  # by topic name, then partition
+        for (name, p), end in self.ends.items():
+            ends[name][p] = end
         for m in messages:
-            tp = (m.topic(), m.partition())
             error = m.error()
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     raise KafkaException(error)
-                todo.discard(tp)  # at the high watermark: control records may sit below `end`
+                todo.discard(
+                    (m.topic(), m.partition())
+                )  # at the high watermark: control records may sit below `end`
                 continue
-            offset = m.offset()
-            end = ends[tp]
+            name, p, offset = m.topic(), m.partition(), m.offset()
+            end = ends[name][p]
             if offset < end:
-                out.append(_record((topics[tp[0]], tp[1], offset, m.value(), m.key())))
+                append(_record((topics[name], p, offset, m.value(), m.key())))
             if offset >= end - 1:
-                todo.discard(tp)
+                todo.discard((name, p))
         return out
 
 
