@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -29,6 +29,12 @@ _SHAPE = bytes(
     ord("x") if chr(b) in "0123456789abcdef" else b if b in b"-\x00" else ord("?") for b in range(256)
 )
 _SIX_SHAPES = b"\x00".join([b"xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"] * 6)
+# Digits to "d", the separators of a UTC RFC 3339 timestamp to themselves, any other byte to "?".
+_TIME = bytes(ord("d") if chr(b) in "0123456789" else b if b in b"-:.TZ" else ord("?") for b in range(256))
+# The UTC timestamps pydantic writes (up to microseconds, "Z"): on these, and only these of the
+# forms tried, `datetime.fromisoformat` and pydantic accept the same strings as the same instants
+# (fromisoformat also takes week dates, basic formats, offsets of 60 minutes, which pydantic refuses).
+_UTC_TIMES = frozenset(b"dddd-dd-ddTdd:dd:dd" + (b"." + b"d" * k if k else b"") + b"Z" for k in range(7))
 
 
 def six_canonical_uuids(joined: str) -> bool:
@@ -69,7 +75,7 @@ class Redeemed(msgspec.Struct, forbid_unknown_fields=True):
     face_value_cents: int
     funders: msgspec.Raw
     learning_path: str
-    workshop_date: str
+    workshop_date: date  # as pydantic's: "YYYY-MM-DD", a real day
     accepted_at: str
 
 
@@ -204,12 +210,14 @@ def hot(value: bytes, funders: FundersCache) -> Hot | None:
         return None
     if r.window_id < 1 or r.face_value_cents <= 0:
         return None
+    if not at.isascii() or at.encode().translate(_TIME) not in _UTC_TIMES:
+        return None
     try:
         when = datetime.fromisoformat(at)
-    except ValueError:
+    except ValueError:  # no such day or time: pydantic says so too
         return None
     shares = funders.key(r.funders)
-    if when.tzinfo is None or shares is None:
+    if shares is None:
         return None
     line = _line((r.site_id, when, ref, kind, r.pass_id, r.programme_id, amount, shares))
     return _hot((event.event_id, r.redemption_id, r.window_id, line))

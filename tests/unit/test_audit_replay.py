@@ -216,3 +216,35 @@ def test_an_issued_statement_is_matched_on_its_own_bytes_and_only_then(monkeypat
     assert forged.value != record.value
     report = replay([forged if r is record else r for r in records])
     assert not report.ok and report.differences[0].kind == "statement"
+
+
+def test_what_pydantic_refuses_the_fast_path_refuses_too() -> None:
+    """A week date or a basic-format timestamp is ISO 8601 to `datetime.fromisoformat`, not to
+    pydantic; a workshop date must be a real day. The fast path declines them, pydantic judges:
+    unreadable, as clearing finds them. A UTC form the fast path does not take (an offset, seven
+    decimals) is still read, by pydantic."""
+    from services.auditor import fastpath as fast
+
+    events, issued = clean_log()
+    records = log_of(events, issued)
+    first = records[0]
+    at = events[0].accepted_at.isoformat().replace("+00:00", "Z").encode()
+    assert at in first.value
+    day = events[0].workshop_date.isoformat().encode()
+    funders = fast.FundersCache()
+    funders.known.add(fast.line_of(events[0]).line.funders)
+    assert fast.hot(first.value, funders) is not None
+    for odd in (b"2026-W45-1T00:00:00Z", b"20261101T000000Z", b"2026-11-01T00:00:00.Z"):
+        value = first.value.replace(at, odd)
+        assert fast.hot(value, funders) is None
+        report = replay([first._replace(value=value), *records[1:]])
+        assert report.unreadable == 1 and report.redemptions == 1
+    for odd in (b"2026-02-30", b"someday"):
+        value = first.value.replace(day, odd)
+        assert fast.hot(value, funders) is None
+        assert replay([first._replace(value=value), *records[1:]]).unreadable == 1
+    for fine in (at.replace(b"Z", b"+00:00"), at.replace(b"Z", b".0000000Z")):
+        value = first.value.replace(at, fine)
+        assert fast.hot(value, funders) is None
+        report = replay([first._replace(value=value), *records[1:]])
+        assert report.ok and report.redemptions == 2, report.as_json()
