@@ -105,7 +105,7 @@ class KafkaLog:
             consumer.close()
 
     def _batch(self, messages: list[Any], todo: set[tuple[str, int]]) -> list[LogRecord]:
-        out = []
+        out: list[LogRecord] = []
         append = out.append
         topics = self.names
         ends: dict[str, dict[int, int]] = defaultdict(dict)  # by topic name, then partition
