@@ -23,6 +23,8 @@ from schemas.events import (
     NotificationFailed,
     PassRedeemed,
     RedemptionReversed,
+    ReversalNotificationDelivered,
+    ReversalNotificationFailed,
     WindowClosed,
     parse_payload,
 )
@@ -87,6 +89,11 @@ class State:
     issued_again: list[tuple[str, str, JsonDict]] = field(default_factory=list)  # (type, id, payload)
     dead_letters: list[DeadLetterRecorded] = field(default_factory=list)
     outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # Every reversal applied, as (reversal id, redemption id, window id); whether it came after
+    # its redemption's window closed is judged at the end, on every redemption of the log.
+    reversals_made: list[tuple[str, str, int]] = field(default_factory=list)
+    # The notifier's outcomes for those: (reversal id, notification id, channel, redemption id, window id).
+    reversal_outcomes: list[tuple[str, str, str, str, int]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)  # the rare cases
     events: int = 0
     redemptions: int = 0
@@ -145,6 +152,7 @@ def _fold(state: State, records: Iterable[LogRecord]) -> None:
                 reversals += 1
                 if live.get(pass_id) == redemption_id:
                     del live[pass_id]
+                state.reversals_made.append((line.ref_id, redemption_id, window))
             if at != (window, partition):
                 at = (window, partition)
                 bucket = lines[at]
@@ -243,6 +251,16 @@ def _read_slowly(state: State, record: LogRecord) -> None:
             state.recomputed[sid], state.bodies[sid] = st.payload, st.body
     elif isinstance(payload, NotificationDelivered | NotificationFailed):
         state.outcomes[str(payload.statement_id)][payload.channel] += 1
+    elif isinstance(payload, ReversalNotificationDelivered | ReversalNotificationFailed):
+        state.reversal_outcomes.append(
+            (
+                str(payload.reversal_id),
+                payload.notification_id,
+                payload.channel,
+                str(payload.redemption_id),
+                payload.window_id,
+            )
+        )
     elif isinstance(payload, DeadLetterRecorded):
         state.dead_letters.append(payload)
     else:
@@ -277,6 +295,7 @@ def _apply_line(state: State, record: LogRecord, hot: fast.Hot) -> None:
         state.reversals += 1
         if state.live.get(line.pass_id) == hot.redemption_id:
             del state.live[line.pass_id]
+        state.reversals_made.append((line.ref_id, hot.redemption_id, hot.window_id))
     state.lines[(hot.window_id, record.partition)].append(line)
 
 
