@@ -1,7 +1,7 @@
 """The replay's hot path: redemption events read as typed JSON, not as models.
 
 Parsing a million envelopes with pydantic costs ~50 µs per redemption; one msgspec decoding of
-envelope and payload, checked here, costs ~2 µs and gives the same `core.Line` clearing's pure core
+envelope and payload, checked here, costs a few µs and gives the same `core.Line` clearing's pure core
 builds from the model (the unit tests compare both on varied logs: reversals, several programmes
 and funders, sub-second timestamps). The statements are then the core's own (`core.issue_all`).
 Any event whose shape it does not recognise goes back to the pydantic path (`None` below).
