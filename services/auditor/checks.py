@@ -12,12 +12,16 @@ if TYPE_CHECKING:
     from services.auditor.replay import State
 
 Checks = dict[str, Check]
+_PENDING_NOTE = "redemptions of still-open windows are counted as pending"
 
 
 def conservation_checks(state: State, report: AuditReport, *, strict_notifications: bool) -> Checks:
     return {
         "redemption_in_exactly_one_statement_or_dead_letter": _redemptions_accounted(state, report),
         "one_notification_outcome_per_statement": _notifications(state, strict=strict_notifications),
+        "one_notification_outcome_per_late_reversal": reversal_notifications(
+            late_reversals(state), state.reversal_outcomes, strict=strict_notifications
+        ),
         "funder_shares_sum_to_totals": _shares_sum(state),
         "pass_redeemed_at_most_once": _check(sorted(state.twice)),
     }
@@ -28,7 +32,11 @@ def _check(failures: list[str], note: str = "", *, pending: int = 0, fails: bool
 
 
 def _redemptions_accounted(state: State, report: AuditReport) -> Check:
-    in_statements = _redemption_refs(state)
+    refs = _redemption_refs(state)
+    listed = set(refs)
+    if len(listed) == len(refs) and state.accepted.keys() == listed:
+        return _check([], _PENDING_NOTE)  # each accepted redemption listed once, and only those
+    in_statements = Counter(refs)
     many = sorted(r for r, n in in_statements.items() if n > 1)  # set arithmetic first: 1M ids
     missing = state.accepted.keys() - in_statements.keys()
     never = sorted(in_statements.keys() - state.accepted.keys())
@@ -51,20 +59,18 @@ def _redemptions_accounted(state: State, report: AuditReport) -> Check:
         if r in state.accepted
     ]
     failures += [f"redemption {r} is in a statement but was never accepted" for r in never]
-    return _check(
-        sorted(failures), "redemptions of still-open windows are counted as pending", pending=pending
-    )
+    return _check(sorted(failures), _PENDING_NOTE, pending=pending)
 
 
-def _redemption_refs(state: State) -> Counter[str]:
-    """How many issued statements list each redemption."""
+def _redemption_refs(state: State) -> list[str]:
+    """The redemptions the issued statements list, as often as they list them."""
     refs: list[str] = []
     for st in state.issued.values():
         try:
             refs += [line["ref_id"] for line in st["lines"] if line["kind"] == "redemption"]
         except (KeyError, TypeError):  # a malformed statement: its comparison reports it
             continue
-    return Counter(map(str, refs))
+    return list(map(str, refs))
 
 
 def _dead_lettered(state: State) -> set[object]:
@@ -95,6 +101,56 @@ def _notifications(state: State, *, strict: bool) -> Check:
     note = (
         f"{len(missing)} statement(s) without any outcome: sites without a notification channel get none yet"
         + ("" if strict else " (reported, not failed; --strict-notifications fails on it)")
+    )
+    if strict:
+        failures += missing
+    return _check(failures, note, pending=0 if strict else len(missing))
+
+
+def late_reversals(state: State) -> list[tuple[str, str, int]]:
+    """The reversals made after their redemption's window had closed (stamped with a later
+    window, as the notifier judges them: `services.notifier.domain.schedule.reversal_after_close`),
+    as (reversal id, redemption id, window id), sorted."""
+    accepted = state.accepted
+    return sorted(
+        {(r, red, w) for r, red, w in state.reversals_made if red in accepted and accepted[red][0] < w}
+    )
+
+
+def reversal_notifications(
+    late: list[tuple[str, str, int]], outcomes: list[tuple[str, str, str, str, int]], *, strict: bool
+) -> Check:
+    """Each late reversal is told to its site once per channel (a notification id per channel
+    endpoint): one outcome per notification, naming the reversal's redemption and window, and
+    none for any other reversal."""
+    facts: dict[str, set[tuple[str, int]]] = defaultdict(set)
+    for reversal_id, redemption_id, window_id in late:
+        facts[reversal_id].add((redemption_id, window_id))
+    per_notification: Counter[tuple[str, str, str]] = Counter()
+    failures: list[str] = []
+    for reversal_id, notification_id, channel, redemption_id, window_id in sorted(outcomes):
+        if reversal_id not in facts:
+            failures.append(
+                f"notification outcome for reversal {reversal_id}, not a reversal made after its window closed"
+            )
+        elif (redemption_id, window_id) not in facts[reversal_id]:
+            failures.append(
+                f"reversal {reversal_id}: an outcome names redemption {redemption_id} and window {window_id}, "
+                "the log does not"
+            )
+        per_notification[(reversal_id, notification_id, channel)] += 1
+    failures += [
+        f"reversal {r}: {n} outcomes for notification {nid} on channel {ch}"
+        for (r, nid, ch), n in sorted(per_notification.items())
+        if n > 1
+    ]
+    told = {r for r, *_ in outcomes}
+    missing = [
+        f"reversal {r} (after its window closed) has no notification outcome"
+        for r in sorted(facts.keys() - told)
+    ]
+    note = f"{len(missing)} late reversal(s) without any outcome" + (
+        "" if strict else " (reported, not failed; --strict-notifications fails on it)"
     )
     if strict:
         failures += missing

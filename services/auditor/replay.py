@@ -23,6 +23,8 @@ from schemas.events import (
     NotificationFailed,
     PassRedeemed,
     RedemptionReversed,
+    ReversalNotificationDelivered,
+    ReversalNotificationFailed,
     WindowClosed,
     parse_payload,
 )
@@ -30,10 +32,10 @@ from schemas.topics import Topic
 from services.auditor import fastpath as fast
 from services.auditor.checks import Checks, conservation_checks
 from services.auditor.report import AuditReport, Difference, compare
+from services.clearing.domain import statements as core
 
 __all__ = ["AuditReport", "DbStatements", "Difference", "LogRecord", "replay"]
 JsonDict = dict[str, Any]
-_HOT = frozenset(("PassRedeemed", "RedemptionReversed"))
 _RAW = frozenset(("StatementIssued", "FunderStatementIssued"))
 # Issuer reference data: clearing does not read it, so neither does the replay (it is counted).
 _NOT_NEEDED = frozenset(
@@ -71,9 +73,12 @@ class DbStatements:
 class State:
     seen: set[str] = field(default_factory=set)
     funders: fast.FundersCache = field(default_factory=fast.FundersCache)
-    lines: dict[tuple[int, int], list[fast.Line]] = field(default_factory=lambda: defaultdict(list))
+    # The lines of each (window, partition) whose marker has not been read yet.
+    lines: dict[tuple[int, int], list[core.Line]] = field(default_factory=lambda: defaultdict(list))
     markers: dict[int, dict[int, WindowClosed]] = field(default_factory=lambda: defaultdict(dict))
     recomputed: dict[str, JsonDict] = field(default_factory=dict)
+    # Each recomputed statement's JSON as clearing emits it (`core.Issued.body`).
+    bodies: dict[str, bytes] = field(default_factory=dict)
     issued: dict[str, JsonDict] = field(default_factory=dict)
     # The JSON each issued statement was parsed from: comparing bytes first spares re-serialising both sides.
     issued_raw: dict[str, msgspec.Raw] = field(default_factory=dict)
@@ -84,6 +89,11 @@ class State:
     issued_again: list[tuple[str, str, JsonDict]] = field(default_factory=list)  # (type, id, payload)
     dead_letters: list[DeadLetterRecorded] = field(default_factory=list)
     outcomes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # Every reversal applied, as (reversal id, redemption id, window id); whether it came after
+    # its redemption's window closed is judged at the end, on every redemption of the log.
+    reversals_made: list[tuple[str, str, int]] = field(default_factory=list)
+    # The notifier's outcomes for those: (reversal id, notification id, channel, redemption id, window id).
+    reversal_outcomes: list[tuple[str, str, str, str, int]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)  # the rare cases
     events: int = 0
     redemptions: int = 0
@@ -104,14 +114,53 @@ def fold(records: Iterable[LogRecord], state: State | None = None) -> State:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        start = state.events
-        for n, record in enumerate(records, start + 1):
-            state.events = n
-            read_one(state, record)
+        _fold(state, records)
     finally:
         if collecting:
             gc.enable()
     return state
+
+
+def _fold(state: State, records: Iterable[LogRecord]) -> None:
+    """`read_one` on every record, with what it does for a redemption or a reversal read by the
+    fast path (nearly all of a log) written out here, on local names."""
+    seen, live, accepted, lines, funders = state.seen, state.live, state.accepted, state.lines, state.funders
+    n, redemptions, reversals = state.events, 0, 0
+    at: tuple[int, int] | None = None  # the (window, partition) whose list `bucket` is
+    bucket: list[core.Line] = []
+    try:
+        for record in records:
+            n += 1
+            hot = fast.hot(record[3], funders)
+            if hot is None:
+                _read_other(state, record)
+                at = None  # a marker takes its partition's lines away
+                continue
+            event_id, redemption_id, window, line = hot
+            if event_id in seen:
+                continue  # a relay republished it after a crash: it counts once
+            seen.add(event_id)
+            partition = record[1]
+            pass_id = line.pass_id
+            if line.kind == "redemption":
+                redemptions += 1
+                if pass_id in live:
+                    state.twice.append(f"pass {pass_id} redeemed twice without a reversal")
+                live[pass_id] = line.ref_id
+                accepted[line.ref_id] = (window, partition, record[2])
+            else:
+                reversals += 1
+                if live.get(pass_id) == redemption_id:
+                    del live[pass_id]
+                state.reversals_made.append((line.ref_id, redemption_id, window))
+            if at != (window, partition):
+                at = (window, partition)
+                bucket = lines[at]
+            bucket.append(line)
+    finally:
+        state.events = n
+        state.redemptions += redemptions
+        state.reversals += reversals
 
 
 def finish(state: State, *, db: DbStatements | None, strict_notifications: bool) -> AuditReport:
@@ -130,6 +179,16 @@ def finish(state: State, *, db: DbStatements | None, strict_notifications: bool)
 
 
 def read_one(state: State, record: LogRecord) -> None:
+    hot = fast.hot(record.value, state.funders)
+    if hot is None:
+        _read_other(state, record)
+    elif hot.event_id not in state.seen:
+        state.seen.add(hot.event_id)
+        _apply_line(state, record, hot)
+
+
+def _read_other(state: State, record: LogRecord) -> None:
+    """A record the redemptions' fast path (`fast.hot`) did not take."""
     try:
         env = fast.ENVELOPE.decode(record.value)
     except (msgspec.ValidationError, msgspec.DecodeError):
@@ -137,24 +196,27 @@ def read_one(state: State, record: LogRecord) -> None:
         return
     if env.schema_version == 1:
         type_ = env.type
-        if type_ in _HOT:
-            line = fast.decode_line(env.payload, type_, env.event_id, state.funders)
-            if line is not None:  # its event id is a canonical UUID too
-                if env.event_id not in state.seen:
-                    state.seen.add(env.event_id)
-                    _apply_line(state, record, line)
-                return
-        elif type_ in _NOT_NEEDED:
+        if type_ in _NOT_NEEDED:
             state.counts["not_needed"] += 1
             return
-        elif type_ in _RAW:
-            payload = orjson.loads(memoryview(env.payload))
+        if type_ in _RAW:
+            payload = _payload(state, type_, env.payload)
             first = _first_time(state, env.event_id) if type(payload) is dict else None
             if first is not None:
                 if first:  # compared as JSON; validated only if it differs from the recomputation
                     _issued(state, type_, payload, env.payload)
                 return
     _read_slowly(state, record)
+
+
+def _payload(state: State, type_: str, raw: msgspec.Raw) -> Any:
+    """A statement's payload as JSON. One byte for byte as recomputed (the common case) is the
+    recomputed statement, parsed back: that dict itself, not a second copy of its lines."""
+    if type_ == "StatementIssued":
+        sid = fast.statement_id(raw)
+        if sid is not None and state.bodies.get(sid) == bytes(raw):
+            return state.recomputed[sid]
+    return orjson.loads(memoryview(raw))
 
 
 def _first_time(state: State, event_id: Any) -> bool | None:
@@ -179,17 +241,26 @@ def _read_slowly(state: State, record: LogRecord) -> None:
         return
     state.seen.add(event_id)
     if isinstance(payload, PassRedeemed | RedemptionReversed):
-        line = fast.line_of(payload)
-        state.funders.known.add(line.funders)
-        _apply_line(state, record, line)
+        hot = fast.line_of(payload)
+        state.funders.known.add(hot.line.funders)
+        _apply_line(state, record, hot)
     elif isinstance(payload, WindowClosed):
         state.markers[payload.window_id][payload.partition] = payload
-        for st in fast.statements_for_partition(
-            payload, state.lines.pop((payload.window_id, payload.partition), [])
-        ):
-            state.recomputed[st["statement_id"]] = st
+        for st in fast.statements(payload, state.lines.pop((payload.window_id, payload.partition), [])):
+            sid = str(st.statement_id)
+            state.recomputed[sid], state.bodies[sid] = st.payload, st.body
     elif isinstance(payload, NotificationDelivered | NotificationFailed):
         state.outcomes[str(payload.statement_id)][payload.channel] += 1
+    elif isinstance(payload, ReversalNotificationDelivered | ReversalNotificationFailed):
+        state.reversal_outcomes.append(
+            (
+                str(payload.reversal_id),
+                payload.notification_id,
+                payload.channel,
+                str(payload.redemption_id),
+                payload.window_id,
+            )
+        )
     elif isinstance(payload, DeadLetterRecorded):
         state.dead_letters.append(payload)
     else:
@@ -211,18 +282,21 @@ def _issued(state: State, type_: str, payload: JsonDict, raw: msgspec.Raw | None
             state.issued_raw[id_] = raw
 
 
-def _apply_line(state: State, record: LogRecord, line: fast.Line) -> None:
+def _apply_line(state: State, record: LogRecord, hot: fast.Hot) -> None:
+    """A redemption or reversal read for the first time (`_fold` does the same, inlined)."""
+    line = hot.line
     if line.kind == "redemption":
         state.redemptions += 1
         if line.pass_id in state.live:
             state.twice.append(f"pass {line.pass_id} redeemed twice without a reversal")
         state.live[line.pass_id] = line.ref_id
-        state.accepted[line.ref_id] = (line.window_id, record.partition, record.offset)
+        state.accepted[line.ref_id] = (hot.window_id, record.partition, record.offset)
     else:
         state.reversals += 1
-        if state.live.get(line.pass_id) == line.redemption_id:
+        if state.live.get(line.pass_id) == hot.redemption_id:
             del state.live[line.pass_id]
-    state.lines[(line.window_id, record.partition)].append(line)
+        state.reversals_made.append((line.ref_id, hot.redemption_id, hot.window_id))
+    state.lines[(hot.window_id, record.partition)].append(line)
 
 
 def closed_windows(state: State) -> list[int]:
@@ -252,7 +326,9 @@ def _compare(state: State, report: AuditReport, db: DbStatements | None) -> None
     report.funder_statements_recomputed = len(funders)
     report.funder_statements_issued = len(state.funder_issued)
     report.total_cleared_cents = sum(st["total_cents"] for st in state.recomputed.values())
-    _compare_all(report, "statement", state.recomputed, state.issued, "issued", state.issued_raw)
+    _compare_all(
+        report, "statement", state.recomputed, state.issued, "issued", state.issued_raw, state.bodies
+    )
     _compare_all(report, "funder-statement", funders, state.funder_issued, "issued")
     for type_, id_, again in state.issued_again:
         if type_ == "StatementIssued":
@@ -285,8 +361,10 @@ def _compare_all(
     theirs: Mapping[str, JsonDict],
     where: str,
     raw: Mapping[str, msgspec.Raw] | None = None,
+    bodies: Mapping[str, bytes] | None = None,
 ) -> None:
-    """`raw`, when given, holds the JSON some of `theirs` were parsed from (see `compare`)."""
+    """`raw`, when given, holds the JSON some of `theirs` were parsed from, and `bodies` the JSON
+    of some of `mine` (see `compare`)."""
     subject = "funder_id" if "funder" in kind else "site_id"
     for sid, st in mine.items():
         other = theirs.get(sid)
@@ -295,7 +373,16 @@ def _compare_all(
                 Difference(kind, sid, st["window_id"], st[subject], f"recomputed but not {where}")
             )
         else:
-            compare(report, kind, sid, st[subject], st, other, None if raw is None else raw.get(sid))
+            compare(
+                report,
+                kind,
+                sid,
+                st[subject],
+                st,
+                other,
+                None if raw is None else raw.get(sid),
+                None if bodies is None else bodies.get(sid),
+            )
     for sid, other in theirs.items():
         if sid not in mine:
             report.differences.append(

@@ -94,14 +94,15 @@ def compare(
     mine: JsonDict,
     theirs: JsonDict,
     raw: msgspec.Raw | None = None,
+    body: bytes | None = None,
 ) -> None:
     """Byte for byte on canonical JSON; on a mismatch, say which figures differ and why.
 
     `raw`, if given, is the JSON `theirs` was parsed from: when `mine` serialises to exactly those
     bytes, `theirs` is `mine` parsed back, so their canonical forms are equal too (orjson's
     round trip keeps every str, int, float, bool and null). Otherwise the canonical comparison
-    decides, as without `raw`."""
-    if raw is not None and orjson.dumps(mine) == bytes(raw):
+    decides, as without `raw`. `body`, if given, is `orjson.dumps(mine)`, already made."""
+    if raw is not None and (orjson.dumps(mine) if body is None else body) == bytes(raw):
         return
     if canonical(mine) == canonical(theirs):
         return

@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaProducer
 
-from schemas.events import NotificationDelivered, Payload
+from schemas.events import NotificationDelivered, Payload, ReversalNotificationDelivered
 from schemas.topics import Topic, topic_name
 from services.auditor.files import FileLog, export_log
 from services.auditor.kafka_log import _UNJOINED_GROUP, KafkaLog
@@ -223,3 +223,79 @@ def test_a_forged_statement_event_is_a_digest_mismatch(log, bootstrap: str, topi
     # A difference is not the parallel path's to report: the whole log is replayed in one process.
     again, mode = replay_kafka_with_mode(KafkaLog(bootstrap, topic_prefix), processes=2)
     assert mode == "sequential" and again.as_json() == report.as_json()
+
+
+def late_reversals_log():  # type: ignore[no-untyped-def]
+    """Window 1's redemptions on four partitions; some reversed after window 1 closed (negative
+    lines of window 2); the statements of both windows, every statement's outcome, and one outcome
+    per late reversal (its site's webhook)."""
+    out: list[tuple[Topic, int, Payload]] = []
+    lines: dict[int, list[core.LedgerLine]] = {p: [] for p in range(PARTITIONS)}
+    redemptions = [redeemed(n, SITES[n % len(SITES)]) for n in range(40)]
+    for r in redemptions:
+        out.append((Topic.REDEMPTIONS, _partition(r.site_id), r))
+        lines[_partition(r.site_id)].append(core.ledger_line(r))
+    late = [reversed_(r, n, window=2) for n, r in enumerate(redemptions) if n % 5 == 0]
+    statements = []
+    for window, events in ((1, []), (2, late)):
+        for rv in events:
+            out.append((Topic.REDEMPTIONS, _partition(rv.site_id), rv))
+            lines[_partition(rv.site_id)].append(core.ledger_line(rv))
+        for p in range(PARTITIONS):
+            marker = closed(window, p, partitions=PARTITIONS)
+            out.append((Topic.REDEMPTIONS, p, marker))
+            statements += core.statements_for_partition(marker, lines[p])
+    for window in (1, 2):
+        of_window = [st for st in statements if st.window_id == window]
+        out += [(Topic.CLEARING, 0, fs) for fs in core.funder_statements(window, of_window)]
+    for st in statements:
+        out.append((Topic.CLEARING, _partition(st.site_id), st))
+        out.append((Topic.NOTIFICATIONS, 0, _delivered(st)))
+    told = [
+        ReversalNotificationDelivered(
+            notification_id=f"msg_rv_{rv.reversal_id.hex}",
+            reversal_id=rv.reversal_id,
+            redemption_id=rv.redemption_id,
+            site_id=rv.site_id,
+            window_id=2,
+            channel="webhook",
+            attempts=1,
+        )
+        for rv in late
+    ]
+    return out + [(Topic.NOTIFICATIONS, 1, o) for o in told], told
+
+
+def _delivered(st) -> NotificationDelivered:  # type: ignore[no-untyped-def]
+    return NotificationDelivered(
+        notification_id=f"n-{st.statement_id}",
+        statement_id=st.statement_id,
+        site_id=st.site_id,
+        channel="webhook",
+        attempts=1,
+    )
+
+
+def test_late_reversals_and_their_outcomes_are_judged_alike_on_every_core(
+    bootstrap: str, topic_prefix: str
+) -> None:
+    prefix = f"{topic_prefix}late."
+    ensure_topics(bootstrap, prefix)
+    events, told = late_reversals_log()
+    publish(bootstrap, prefix, events)
+    sequential = replay(KafkaLog(bootstrap, prefix).records(), strict_notifications=True)
+    parallel, mode = replay_kafka_with_mode(
+        KafkaLog(bootstrap, prefix), strict_notifications=True, processes=2
+    )
+    assert mode == "parallel" and parallel.as_json() == sequential.as_json()
+    assert sequential.ok and sequential.reversals == len(told) == 8, sequential.as_json()
+    assert sequential.checks["one_notification_outcome_per_late_reversal"].ok
+    # The same reversal told twice on its channel (another event): broken, and judged in one process.
+    publish(bootstrap, prefix, [(Topic.NOTIFICATIONS, 1, told[3])], start=60_000)
+    again = replay(KafkaLog(bootstrap, prefix).records(), strict_notifications=True)
+    check = again.checks["one_notification_outcome_per_late_reversal"]
+    assert not again.ok and check.count == 1 and str(told[3].reversal_id) in check.examples[0]
+    parallel, mode = replay_kafka_with_mode(
+        KafkaLog(bootstrap, prefix), strict_notifications=True, processes=2
+    )
+    assert mode == "sequential" and parallel.as_json() == again.as_json()

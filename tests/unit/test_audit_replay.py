@@ -93,17 +93,31 @@ def varied_lines():  # type: ignore[no-untyped-def]
 SHARES_ = redeemed(0, SITE).funders
 
 
-def test_the_fast_path_gives_the_core_statements_byte_for_byte() -> None:
+def test_the_fast_path_reads_each_event_as_the_core_does() -> None:
+    """The statements are the core's own (`core.issue_all`); what the fast path must get right is
+    the line each event becomes, the ids the fold keys on, and the call for funds from JSON."""
     from services.auditor import fastpath as fast
 
     _, events = varied_lines()
+    funders = fast.FundersCache()
+    funders.known.update(fast.line_of(e).line.funders for e in events)  # as the pydantic path adds them
+    for n, event in enumerate(events):
+        hot = fast.hot(envelope(event, n).to_bytes(), funders)
+        assert hot is not None
+        assert hot.line == core.line_of(core.ledger_line(event)) == fast.line_of(event).line
+        assert (hot.event_id, hot.redemption_id, hot.window_id) == (
+            str(envelope(event, n).event_id),
+            str(event.redemption_id),
+            event.window_id,
+        )
+    assert fast.hot(envelope(events[0], 0).to_bytes(), fast.FundersCache()) is None  # shares not vouched for
+    assert fast.hot(envelope(closed(1, 0, 1), 0).to_bytes(), funders) is None  # not a redemption
     marker = closed(1, 0, partitions=1)
-    mine = fast.statements_for_partition(marker, [fast.line_of(e) for e in events])
     theirs = core.statements_for_partition(marker, [core.ledger_line(e) for e in events])
-    assert [s.model_dump(mode="json") for s in theirs] == mine
-    assert len(mine) == 3
-    funders = fast.funder_statements(1, mine)
-    assert [f.model_dump(mode="json") for f in core.funder_statements(1, theirs)] == funders
+    assert len(theirs) == 3
+    assert fast.funder_statements(1, [s.model_dump(mode="json") for s in theirs]) == [
+        f.model_dump(mode="json") for f in core.funder_statements(1, theirs)
+    ]
 
 
 def test_a_varied_log_reconciles_through_the_fast_path() -> None:
@@ -202,3 +216,35 @@ def test_an_issued_statement_is_matched_on_its_own_bytes_and_only_then(monkeypat
     assert forged.value != record.value
     report = replay([forged if r is record else r for r in records])
     assert not report.ok and report.differences[0].kind == "statement"
+
+
+def test_what_pydantic_refuses_the_fast_path_refuses_too() -> None:
+    """A week date or a basic-format timestamp is ISO 8601 to `datetime.fromisoformat`, not to
+    pydantic; a workshop date must be a real day. The fast path declines them, pydantic judges:
+    unreadable, as clearing finds them. A UTC form the fast path does not take (an offset, seven
+    decimals) is still read, by pydantic."""
+    from services.auditor import fastpath as fast
+
+    events, issued = clean_log()
+    records = log_of(events, issued)
+    first = records[0]
+    at = events[0].accepted_at.isoformat().replace("+00:00", "Z").encode()
+    assert at in first.value
+    day = events[0].workshop_date.isoformat().encode()
+    funders = fast.FundersCache()
+    funders.known.add(fast.line_of(events[0]).line.funders)
+    assert fast.hot(first.value, funders) is not None
+    for odd in (b"2026-W45-1T00:00:00Z", b"20261101T000000Z", b"2026-11-01T00:00:00.Z"):
+        value = first.value.replace(at, odd)
+        assert fast.hot(value, funders) is None
+        report = replay([first._replace(value=value), *records[1:]])
+        assert report.unreadable == 1 and report.redemptions == 1
+    for odd in (b"2026-02-30", b"someday"):
+        value = first.value.replace(day, odd)
+        assert fast.hot(value, funders) is None
+        assert replay([first._replace(value=value), *records[1:]]).unreadable == 1
+    for fine in (at.replace(b"Z", b"+00:00"), at.replace(b"Z", b".0000000Z")):
+        value = first.value.replace(at, fine)
+        assert fast.hot(value, funders) is None
+        report = replay([first._replace(value=value), *records[1:]])
+        assert report.ok and report.redemptions == 2, report.as_json()
