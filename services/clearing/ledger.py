@@ -84,6 +84,7 @@ class Prepared:
     size: int
     readable: int
     messages: Sequence[Fetched]  # the batch itself: to find which message the database refuses
+    shares: dict[str, str]  # the share lists of its lines, by id (ledger_shares)
 
 
 # Errors that say the database refuses the data itself (Postgres's data exceptions and integrity
@@ -99,6 +100,7 @@ _BIGINT = 2**63  # amount_cents
 
 
 def prepare(batch: Sequence[Fetched]) -> Prepared:
+    incoming.forget_shares()
     steps: list[list[incoming.Row] | Unreadable | Other] = []
     rows: list[incoming.Row] = []
     unreadable = 0
@@ -130,7 +132,8 @@ def prepare(batch: Sequence[Fetched]) -> Prepared:
         steps.append(Other(fetched, envelope.event_id, payload))
     if rows:
         steps.append(rows)
-    return Prepared(steps, len(batch), len(batch) - unreadable, batch)
+    shares = incoming.shares({row[8] for run in steps if isinstance(run, list) for row in run})
+    return Prepared(steps, len(batch), len(batch) - unreadable, batch, shares)
 
 
 def _beyond_ledger_types(line: core.LedgerLine) -> str | None:
@@ -200,6 +203,8 @@ class LedgerApplier:
                 await self._dead_letter(conn, Incoming(m.topic, m.partition, m.offset, m.value), reason)
 
     async def _apply_steps(self, conn: asyncpg.Connection, prepared: Prepared) -> None:
+        if prepared.shares:
+            await pg_store.add_shares(conn, prepared.shares)
         for step in prepared.steps:
             if isinstance(step, list):
                 await _apply_lines(conn, step)
@@ -328,18 +333,18 @@ def _event_id(event_type: str, name: str) -> uuid.UUID:
 STAGING = "clearing_incoming"
 STAGING_COLUMNS = (
     "event_id", "ref_id", "kind", "site_id", "pass_id", "programme_id", "window_id", "amount_cents",
-    "funders", "at", "partition",
+    "shares_id", "at", "partition",
 )  # fmt: skip
 _CREATE_STAGING = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING} (event_id uuid, ref_id uuid, kind text, site_id uuid, "
-    "pass_id uuid, programme_id uuid, window_id integer, amount_cents bigint, funders jsonb, "
+    "pass_id uuid, programme_id uuid, window_id integer, amount_cents bigint, shares_id uuid, "
     "at timestamptz, partition integer) ON COMMIT DELETE ROWS"
 )
 _APPLY_STAGED = (
     f"WITH staged AS (DELETE FROM {STAGING} RETURNING *) "
     "INSERT INTO ledger_lines (ref_id, kind, site_id, pass_id, programme_id, window_id, amount_cents, "
-    "funders, at, partition, event_id) SELECT s.ref_id, s.kind, s.site_id, s.pass_id, s.programme_id, "
-    "s.window_id, s.amount_cents, s.funders, s.at, s.partition, s.event_id FROM staged s "
+    "shares_id, at, partition, event_id) SELECT s.ref_id, s.kind, s.site_id, s.pass_id, s.programme_id, "
+    "s.window_id, s.amount_cents, s.shares_id, s.at, s.partition, s.event_id FROM staged s "
     "ON CONFLICT (ref_id) DO NOTHING"
 )
 

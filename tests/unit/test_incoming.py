@@ -37,7 +37,7 @@ def by_models(raw: bytes, partition: int = 0) -> incoming.Row | None:
 def same(row: incoming.Row) -> tuple[Any, ...]:
     """A row with ids as UUIDs and the shares as data, whichever path built it."""
     return tuple(
-        uuid.UUID(str(v)) if i in (0, 1, 3, 4, 5) else json.loads(v) if i == 8 else v
+        uuid.UUID(str(v)) if i in (0, 1, 3, 4, 5) else json.loads(incoming.shares([v])[v]) if i == 8 else v
         for i, v in enumerate(row)
     )
 
