@@ -24,7 +24,8 @@ UPDATE ledger_lines SET shares_id = pg_temp.shares_id(funders);
 ALTER TABLE ledger_lines ALTER COLUMN shares_id SET NOT NULL;
 ALTER TABLE ledger_lines DROP COLUMN funders;
 
--- A b-tree insert per line at random places (pass ids are random): ~25 % of the ledger's write
--- time for one query, the expiry credit notes' "passes of this programme used", run once per
--- programme after its validity ended, by finance. It reads the ledger through instead.
+-- A b-tree insert per line at random places (pass ids are random), 20-25 % of the ledger's
+-- write time (measured alone on the database), for one query: the expiry credit notes' "passes
+-- of this programme used", run once per programme after its validity ended, by finance. It
+-- reads the ledger through instead.
 DROP INDEX ledger_lines_programme_pass;
