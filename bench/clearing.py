@@ -119,6 +119,8 @@ async def worker_rate(bootstrap: str, count: int) -> tuple[float, float]:
         batches = 0
         busy = 0.0
 
+        last_cpu = 0.0
+
         async def apply(self, batch: Sequence[Incoming] | Prepared) -> None:
             began = time.perf_counter()
             await super().apply(batch)
@@ -126,6 +128,7 @@ async def worker_rate(bootstrap: str, count: int) -> tuple[float, float]:
             self.applied += batch.size if isinstance(batch, Prepared) else len(batch)
             self.batches += 1
             self.last = time.perf_counter()
+            self.last_cpu = time.process_time()
             self.busy += self.last - began
 
     started = time.perf_counter()
@@ -139,11 +142,13 @@ async def worker_rate(bootstrap: str, count: int) -> tuple[float, float]:
     )
     # The clock starts when the worker's first fetch reaches its agent (before any parsing).
     first_fetch: list[float] = []
+    first_cpu: list[float] = []
     put = worker.batches.put
 
     async def timed_put(batch: object) -> None:
         if not first_fetch:
             first_fetch.append(time.perf_counter())
+            first_cpu.append(time.process_time())
         await put(batch)
 
     worker.batches.put = timed_put  # type: ignore[method-assign]
@@ -169,6 +174,10 @@ async def worker_rate(bootstrap: str, count: int) -> tuple[float, float]:
             f"{applier.busy:.1f} s of {applier.last - first_fetch[0]:.1f} s inside the applier's transactions (Postgres)"
         )
         print(f"worker: {lines} ledger lines recording {processed} distinct event ids in Postgres")
+        # The worker's own CPU (all its threads; not Postgres's or the broker's): what the machine's
+        # load does not change much, unlike the rate.
+        cpu = applier.last_cpu - first_cpu[0]
+        print(f"worker: {cpu:.1f} s of CPU in the worker process ({cpu / count * 1e6:.1f} µs per event)")
     finally:
         await rt.close()
     return count / (applier.last - first_fetch[0]), time.perf_counter() - started

@@ -28,6 +28,7 @@ from bench.common import env_float, fresh_database, infra, result_line, topic_pr
 from schemas.envelope import Envelope
 from schemas.events import WindowClosed
 from schemas.topics import TOPICS, Topic, topic_name
+from services.clearing import pg_store
 from services.cli import scenario
 from services.cli.processes import ServiceProcesses
 from services.common.auth import Role, issue_token
@@ -56,8 +57,12 @@ async def load(database_url: str, redemptions: int, site_count: int, partitions:
     shares_json = json.dumps(
         [{"funder_id": str(f), "share_bp": s} for f, s in zip(funders, SHARES, strict=True)]
     )
+    shares_id = pg_store.shares_id((str(f), s) for f, s in zip(funders, SHARES, strict=True))
     conn = await asyncpg.connect(database_url)
     try:
+        await conn.execute(
+            "INSERT INTO clearing.ledger_shares (shares_id, funders) VALUES ($1, $2)", shares_id, shares_json
+        )
         await conn.copy_records_to_table(
             "sites",
             schema_name="issuer",
@@ -79,7 +84,7 @@ async def load(database_url: str, redemptions: int, site_count: int, partitions:
                     programme,
                     1,
                     1000,
-                    shares_json,
+                    shares_id,
                     T0 + timedelta(seconds=n),
                     site_index % partitions,
                 )
@@ -95,7 +100,7 @@ async def load(database_url: str, redemptions: int, site_count: int, partitions:
                 "programme_id",
                 "window_id",
                 "amount_cents",
-                "funders",
+                "shares_id",
                 "at",
                 "partition",
             ],

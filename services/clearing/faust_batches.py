@@ -29,6 +29,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set
         read_offset = self._read_offset
         acks_enabled_for = app.topics.acks_enabled_for
+        # What faust's `track_message` does but its sensors' `on_message_in`: a call per message
+        # to each sensor (faust's Monitor keeps counters for its web view, disabled here; the
+        # applier counts events on /metrics per batch), ~1.5 µs of a worker's ~30 per event.
+        track = self._unacked_messages.add
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 batch: list[Message] = []
@@ -41,7 +45,7 @@ class BatchingConsumer(faust_aiokafka.Consumer):
                     if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
                         await self._add_gap(tp, r_offset + 1, offset)
                     # Tracked before delivery, as faust's streams do: a rebalance waits for these acks.
-                    self.track_message(message)
+                    track(message)
                     batch.append(message)
                     read_offset[tp] = offset
                 if self._commit_every is not None and self._n_acked >= self._commit_every:

@@ -61,7 +61,8 @@ def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: L
                 # Checked again: a rebalance may have happened while the last batch committed.
                 if prepared is not None and current(fetched):
                     in_flight = asyncio.ensure_future(apply_then_ack(prepared, fetched))
-                del fetched  # a skipped batch must not stay referenced (faust's wait_empty)
+                # A skipped batch must not stay referenced (faust's wait_empty); `prepared` holds it too.
+                del fetched, prepared
             if in_flight is not None:
                 await in_flight
         finally:

@@ -10,9 +10,9 @@ So this path accepts only what the models accept, with the same values (tests/un
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
 import orjson
@@ -21,9 +21,11 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.envelope import Envelope
 from schemas.events import FunderShare, PassRedeemed
 from services.clearing.domain.statements import LedgerLine
+from services.clearing.pg_store import shares_id, shares_json
 
-# event_id, ref_id, kind, site_id, pass_id, programme_id, window_id, amount_cents, funders (JSON),
-# at, partition: the staging table's columns (ledger.STAGING_COLUMNS), in order.
+# event_id, ref_id, kind, site_id, pass_id, programme_id, window_id, amount_cents, shares_id (the
+# line's share list in ledger_shares: `shares` gives its JSON), at, partition: the staging table's
+# columns (ledger.STAGING_COLUMNS), in order.
 Row = tuple[
     uuid.UUID | str,
     uuid.UUID | str,
@@ -69,7 +71,7 @@ def redeemed_row(raw: bytes, partition: int) -> Row | None:
             return None
         occurred_at = _timestamp(envelope["occurred_at"])
         accepted_at = _timestamp(payload["accepted_at"])
-        funders = _funders_json(payload["funders"])
+        funders = _shares_of_json(payload["funders"])
         if (
             occurred_at is None
             or occurred_at.utcoffset() != _ZERO
@@ -110,7 +112,7 @@ def line_row(event_id: uuid.UUID, line: LedgerLine, partition: int) -> Row:
         line.programme_id,
         line.window_id,
         line.amount_cents,
-        _shares_json(line.funders),
+        _shares_of_models(line.funders),
         line.at,
         partition,
     )
@@ -144,23 +146,42 @@ def _timestamp(value: object) -> datetime | None:
 
 # A programme's shares repeat on each of its events: validated by the model once per spelling,
 # keyed by their JSON as orjson writes back what it read (1 µs; a tuple of items took 5).
-_funders_cache: dict[bytes, str | None] = {}
+# Ids as text: asyncpg encodes a str in C, a UUID through its Python `bytes` property.
+_by_spelling: dict[bytes, str | None] = {}
+_by_models: dict[tuple[FunderShare, ...], str] = {}
+_json_by_id: dict[str, str] = {}
 
 
-def _funders_json(funders: object) -> str | None:
+def shares(ids: Iterable[str]) -> dict[str, str]:
+    """The JSON of the share lists of rows read since the last `forget_shares()`, by id."""
+    return {i: _json_by_id[i] for i in ids}
+
+
+def forget_shares() -> None:
+    """Bound the caches (a stream of ever new share lists would be poison, but valid): called
+    before reading a batch, so that a batch's rows always find their lists in `shares`."""
+    if len(_json_by_id) >= _CACHE_LIMIT:
+        _by_spelling.clear()
+        _by_models.clear()
+        _json_by_id.clear()
+
+
+def _shares_of_json(funders: object) -> str | None:
     if type(funders) is not list:
         return None
     key = orjson.dumps(funders)
-    if key not in _funders_cache:
-        if len(_funders_cache) >= _CACHE_LIMIT:
-            _funders_cache.clear()
+    if key not in _by_spelling:
         try:
             # In JSON mode, as the models read an event (strictness differs between the modes).
-            _funders_cache[key] = _shares_json(_SHARES.validate_json(key))
+            _by_spelling[key] = _shares_of_models(_SHARES.validate_json(key))
         except ValidationError:
-            _funders_cache[key] = None
-    return _funders_cache[key]
+            _by_spelling[key] = None
+    return _by_spelling[key]
 
 
-def _shares_json(funders: tuple[FunderShare, ...]) -> str:
-    return json.dumps([f.model_dump(mode="json") for f in funders])
+def _shares_of_models(funders: tuple[FunderShare, ...]) -> str:
+    if (found := _by_models.get(funders)) is not None:
+        return found
+    id_ = _by_models[funders] = str(shares_id((str(f.funder_id), f.share_bp) for f in funders))
+    _json_by_id[id_] = shares_json(funders)
+    return id_

@@ -14,6 +14,7 @@ import gc
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Protocol
 
 import asyncpg
@@ -82,9 +83,24 @@ class Prepared:
     steps: list[list[incoming.Row] | Unreadable | Other]
     size: int
     readable: int
+    messages: Sequence[Fetched]  # the batch itself: to find which message the database refuses
+    shares: dict[str, str]  # the share lists of its lines, by id (ledger_shares)
+
+
+# Errors that say the database refuses the data itself (Postgres's data exceptions and integrity
+# violations, and asyncpg's encoder refusing a value outside a column's type before sending it),
+# not that it is away: the same batch would fail again forever, stalling its partitions.
+REFUSED: tuple[type[Exception], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    OverflowError,
+)
+_INTEGER = 2**31  # the ledger's window_id and partition columns (Postgres integer)
+_BIGINT = 2**63  # amount_cents
 
 
 def prepare(batch: Sequence[Fetched]) -> Prepared:
+    incoming.forget_shares()
     steps: list[list[incoming.Row] | Unreadable | Other] = []
     rows: list[incoming.Row] = []
     unreadable = 0
@@ -102,7 +118,12 @@ def prepare(batch: Sequence[Fetched]) -> Prepared:
             unreadable += 1
             continue
         if isinstance(payload, PassRedeemed | RedemptionReversed):
-            rows.append(incoming.line_row(envelope.event_id, core.ledger_line(payload), message.partition))
+            line = core.ledger_line(payload)
+            if (refused := _beyond_ledger_types(line)) is None:
+                rows.append(incoming.line_row(envelope.event_id, line, message.partition))
+            else:
+                steps.append(Unreadable(fetched, refused))
+                unreadable += 1
             continue
         # Lines before a marker belong to the statements it triggers: applied first.
         if rows:
@@ -111,7 +132,22 @@ def prepare(batch: Sequence[Fetched]) -> Prepared:
         steps.append(Other(fetched, envelope.event_id, payload))
     if rows:
         steps.append(rows)
-    return Prepared(steps, len(batch), len(batch) - unreadable)
+    shares = incoming.shares({row[8] for run in steps if isinstance(run, list) for row in run})
+    return Prepared(steps, len(batch), len(batch) - unreadable, batch, shares)
+
+
+def _beyond_ledger_types(line: core.LedgerLine) -> str | None:
+    """Why the ledger's columns cannot hold a line the models accept (their ints are unbounded), or
+    None. (The hot path only takes ints below 2**31 and leaves the others to the models.)"""
+    if line.window_id >= _INTEGER:
+        return f"window_id {line.window_id} does not fit the ledger (an integer below 2**31)"
+    if abs(line.amount_cents) >= _BIGINT:
+        return f"face_value_cents {abs(line.amount_cents)} does not fit the ledger (a bigint below 2**63)"
+    try:
+        line.at.astimezone(UTC)  # what asyncpg does before sending a timestamptz
+    except OverflowError:
+        return f"timestamp {line.at.isoformat()} does not fit the ledger once in UTC"
+    return None
 
 
 class LedgerApplier:
@@ -120,13 +156,19 @@ class LedgerApplier:
 
     async def apply_with_retry(self, batch: Sequence[Fetched] | Prepared) -> None:
         # The database being away is not the messages' fault: retry the batch, never skip it.
+        # The database refusing a message's data is: that message is dead-lettered, the rest applied.
         prepared = batch if isinstance(batch, Prepared) else prepare(batch)
         delay = 0.5
+        isolating = False
         while True:
             try:
-                await self.apply(prepared)
+                await (self.apply_isolating(prepared) if isolating else self.apply(prepared))
                 return
-            except Exception:
+            except Exception as exc:
+                if isinstance(exc, REFUSED) and not isolating:
+                    log.warning("the database refused a batch; applying it in parts", reason=first_line(exc))
+                    isolating = True
+                    continue
                 log.exception("clearing failed to apply a batch; retrying", size=prepared.size)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10)
@@ -134,16 +176,44 @@ class LedgerApplier:
     async def apply(self, batch: Sequence[Fetched] | Prepared) -> None:
         prepared = batch if isinstance(batch, Prepared) else prepare(batch)
         async with self._rt.pool.acquire() as conn, conn.transaction():
-            for step in prepared.steps:
-                if isinstance(step, list):
-                    await _apply_lines(conn, step)
-                elif isinstance(step, Unreadable):
-                    await self._dead_letter(conn, step.message, step.reason)
-                elif await first_times(conn, CONSUMER, [step.event_id]) and isinstance(
-                    step.payload, WindowClosed
-                ):
-                    await self._close_or_dead_letter(conn, step.payload, step.message)
-            metrics.EVENTS_IN.labels(CONSUMER).inc(prepared.readable)
+            await self._apply_steps(conn, prepared)
+        metrics.EVENTS_IN.labels(CONSUMER).inc(prepared.readable)
+
+    async def apply_isolating(self, batch: Sequence[Fetched] | Prepared) -> None:
+        """`apply`, for a batch the database refused: halves of it in savepoints, down to the
+        messages it refuses, which are dead-lettered; the others apply, in order, in one
+        transaction (a redelivery of the batch is a no-op as for `apply`)."""
+        prepared = batch if isinstance(batch, Prepared) else prepare(batch)
+        async with self._rt.pool.acquire() as conn, conn.transaction():
+            await self._bisect(conn, prepared.messages)
+        metrics.EVENTS_IN.labels(CONSUMER).inc(prepared.readable)
+
+    async def _bisect(self, conn: asyncpg.Connection, messages: Sequence[Fetched]) -> None:
+        try:
+            async with conn.transaction():  # a savepoint
+                await self._apply_steps(conn, prepare(messages))
+        except REFUSED as exc:
+            if len(messages) > 1:
+                half = len(messages) // 2
+                await self._bisect(conn, messages[:half])
+                await self._bisect(conn, messages[half:])
+            else:
+                m = messages[0]
+                reason = f"refused by the ledger's database: {first_line(exc)}"
+                await self._dead_letter(conn, Incoming(m.topic, m.partition, m.offset, m.value), reason)
+
+    async def _apply_steps(self, conn: asyncpg.Connection, prepared: Prepared) -> None:
+        if prepared.shares:
+            await pg_store.add_shares(conn, prepared.shares)
+        for step in prepared.steps:
+            if isinstance(step, list):
+                await _apply_lines(conn, step)
+            elif isinstance(step, Unreadable):
+                await self._dead_letter(conn, step.message, step.reason)
+            elif await first_times(conn, CONSUMER, [step.event_id]) and isinstance(
+                step.payload, WindowClosed
+            ):
+                await self._close_or_dead_letter(conn, step.payload, step.message)
 
     async def _close_or_dead_letter(
         self, conn: asyncpg.Connection, marker: WindowClosed, message: Incoming
@@ -263,18 +333,18 @@ def _event_id(event_type: str, name: str) -> uuid.UUID:
 STAGING = "clearing_incoming"
 STAGING_COLUMNS = (
     "event_id", "ref_id", "kind", "site_id", "pass_id", "programme_id", "window_id", "amount_cents",
-    "funders", "at", "partition",
+    "shares_id", "at", "partition",
 )  # fmt: skip
 _CREATE_STAGING = (
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING} (event_id uuid, ref_id uuid, kind text, site_id uuid, "
-    "pass_id uuid, programme_id uuid, window_id integer, amount_cents bigint, funders jsonb, "
+    "pass_id uuid, programme_id uuid, window_id integer, amount_cents bigint, shares_id uuid, "
     "at timestamptz, partition integer) ON COMMIT DELETE ROWS"
 )
 _APPLY_STAGED = (
     f"WITH staged AS (DELETE FROM {STAGING} RETURNING *) "
     "INSERT INTO ledger_lines (ref_id, kind, site_id, pass_id, programme_id, window_id, amount_cents, "
-    "funders, at, partition, event_id) SELECT s.ref_id, s.kind, s.site_id, s.pass_id, s.programme_id, "
-    "s.window_id, s.amount_cents, s.funders, s.at, s.partition, s.event_id FROM staged s "
+    "shares_id, at, partition, event_id) SELECT s.ref_id, s.kind, s.site_id, s.pass_id, s.programme_id, "
+    "s.window_id, s.amount_cents, s.shares_id, s.at, s.partition, s.event_id FROM staged s "
     "ON CONFLICT (ref_id) DO NOTHING"
 )
 

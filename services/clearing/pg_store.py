@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import date, datetime
 from uuid import UUID
 
@@ -18,10 +19,32 @@ from services.clearing.domain.payouts import FunderLine, Names
 from services.clearing.domain.statements import FunderPart, Issued, LedgerLine, Line
 
 
+def shares_id(funders: Iterable[tuple[str, int]]) -> UUID:
+    """The id a share list (funder id, basis points, in order) has in ledger_shares (migration 008)."""
+    text = ",".join(f"{funder_id}:{share_bp}" for funder_id, share_bp in funders)
+    return UUID(hashlib.sha256(text.encode()).hexdigest()[:32])
+
+
+def shares_json(funders: tuple[FunderShare, ...]) -> str:
+    return json.dumps([f.model_dump(mode="json") for f in funders])
+
+
+async def add_shares(conn: asyncpg.Connection, shares: Mapping[UUID, str] | Mapping[str, str]) -> None:
+    """The share lists of lines about to be written (one per programme in force, mostly)."""
+    await conn.execute(
+        "INSERT INTO ledger_shares (shares_id, funders) SELECT * FROM unnest($1::uuid[], $2::jsonb[]) "
+        "ON CONFLICT (shares_id) DO NOTHING",
+        list(shares),
+        list(shares.values()),
+    )
+
+
 async def add_lines(conn: asyncpg.Connection, lines: list[tuple[LedgerLine, int]]) -> None:
     """The batch's lines in one statement (arrays unnested server-side), not one per line."""
     if not lines:
         return
+    shares = {_shares_id(line.funders): shares_json(line.funders) for line, _ in lines}
+    await add_shares(conn, shares)
     columns: list[list[object]] = [[] for _ in range(10)]
     for line, partition in lines:
         values = (
@@ -32,7 +55,7 @@ async def add_lines(conn: asyncpg.Connection, lines: list[tuple[LedgerLine, int]
             line.programme_id,
             line.window_id,
             line.amount_cents,
-            _funders_json(line.funders),
+            _shares_id(line.funders),
             line.at,
             partition,
         )
@@ -40,17 +63,16 @@ async def add_lines(conn: asyncpg.Connection, lines: list[tuple[LedgerLine, int]
             column.append(value)
     await conn.execute(
         "INSERT INTO ledger_lines (ref_id, kind, site_id, pass_id, programme_id, window_id, amount_cents, "
-        "funders, at, partition) SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], "
-        "$5::uuid[], $6::int[], $7::bigint[], $8::jsonb[], $9::timestamptz[], $10::int[]) "
+        "shares_id, at, partition) SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], "
+        "$5::uuid[], $6::int[], $7::bigint[], $8::uuid[], $9::timestamptz[], $10::int[]) "
         "ON CONFLICT (ref_id) DO NOTHING",
         *columns,
     )
 
 
 @functools.lru_cache(maxsize=1024)
-def _funders_json(funders: tuple[FunderShare, ...]) -> str:
-    # A programme's shares are the same on each of its lines: serialise them once.
-    return json.dumps([f.model_dump(mode="json") for f in funders])
+def _shares_id(funders: tuple[FunderShare, ...]) -> UUID:
+    return shares_id((str(f.funder_id), f.share_bp) for f in funders)
 
 
 def _shares(funders_json: str) -> tuple[FunderShare, ...]:
@@ -61,7 +83,7 @@ def _shares(funders_json: str) -> tuple[FunderShare, ...]:
 # streams whole sites at a time instead of holding the window's lines (a million) at once.
 _WINDOW_LINES = (
     "SELECT site_id::text, at, ref_id::text, kind, pass_id::text, programme_id::text, amount_cents, "
-    "funders::text FROM ledger_lines WHERE window_id = $1 AND partition = $2 ORDER BY ledger_lines.site_id"
+    "shares_id FROM ledger_lines WHERE window_id = $1 AND partition = $2 ORDER BY ledger_lines.site_id"
 )
 
 
@@ -70,8 +92,11 @@ async def window_lines(
 ) -> AsyncIterator[list[Line]]:
     """The window's lines on a partition, a few hundred whole sites at a time, in site id order
     (a server-side cursor: needs the caller's transaction)."""
+    # Every share list the ledger knows: a few per programme, ever.
+    shares = {
+        r[0]: _pairs(r[1]) for r in await conn.fetch("SELECT shares_id, funders::text FROM ledger_shares")
+    }
     cursor = await conn.cursor(_WINDOW_LINES, window_id, partition)
-    shares: dict[str, tuple[tuple[str, int], ...]] = {}  # a programme's shares repeat on every line
     held: list[Line] = []
     while batch := await cursor.fetch(rows):
         held.extend(
@@ -83,7 +108,7 @@ async def window_lines(
                 r[4],
                 r[5],
                 r[6],
-                shares.get(r[7]) or shares.setdefault(r[7], _pairs(r[7])),
+                shares[r[7]],
             )
             for r in batch
         )

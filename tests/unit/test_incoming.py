@@ -17,6 +17,7 @@ from schemas.envelope import Envelope
 from schemas.events import parse_payload
 from services.clearing import incoming
 from services.clearing.domain import statements as core
+from services.common.dead_letters import Incoming
 from tests.unit.factories import closed, envelope, redeemed, reversed_
 
 SITE = uuid.UUID(int=77)
@@ -36,7 +37,7 @@ def by_models(raw: bytes, partition: int = 0) -> incoming.Row | None:
 def same(row: incoming.Row) -> tuple[Any, ...]:
     """A row with ids as UUIDs and the shares as data, whichever path built it."""
     return tuple(
-        uuid.UUID(str(v)) if i in (0, 1, 3, 4, 5) else json.loads(v) if i == 8 else v
+        uuid.UUID(str(v)) if i in (0, 1, 3, 4, 5) else json.loads(incoming.shares([v])[v]) if i == 8 else v
         for i, v in enumerate(row)
     )
 
@@ -153,3 +154,25 @@ def test_whatever_the_hot_path_takes_the_models_take_with_the_same_values(
         models = by_models(raw, 1)
         assert models is not None
         assert same(fast) == same(models)
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (redeemed(1, SITE, window=2**31), "window_id 2147483648 does not fit the ledger"),
+        (redeemed(2, SITE, cents=2**63), "face_value_cents 9223372036854775808 does not fit the ledger"),
+        (reversed_(redeemed(3, SITE, cents=2**63), 3, window=1), "face_value_cents 9223372036854775808"),
+    ],
+)
+def test_what_the_models_accept_but_the_ledger_cannot_hold_is_dead_lettered_before_the_database(
+    event: Any, reason: str
+) -> None:
+    from services.clearing.ledger import Unreadable, prepare
+
+    fine = Incoming("t", 0, 0, envelope(redeemed(9, SITE), 9).to_bytes())
+    refused = Incoming("t", 0, 1, envelope(event, 1).to_bytes())
+    prepared = prepare([fine, refused, fine])
+    assert [type(s).__name__ for s in prepared.steps] == ["Unreadable", "list"]
+    assert isinstance(prepared.steps[0], Unreadable) and reason in prepared.steps[0].reason
+    assert len(prepared.steps[1]) == 2  # type: ignore[arg-type]
+    assert prepared.readable == 2 and prepared.messages == [fine, refused, fine]
