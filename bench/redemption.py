@@ -20,12 +20,7 @@ not start on the first one's backlog. The baseline is /health under wrk's closed
 
 Load comes from C (wrk) and Go (bench/openloop, built into .local/ on first use), never Python, so the
 load generator does not eat the Python services' CPU. `make bench-redemption`; BENCH_PASSES
-(default: enough for both phases), REDEMPTION_WORKERS (1) tune it.
-
-One uvicorn worker, not two: on these 2 cores Postgres, the clearing worker and the broker need
-most of the second one. Measured at 3,000/s offered (same run otherwise): one worker used ~0.6
-of a core and answered with p99 37 ms; two workers used the same CPU in all but answered with p99
-509 ms, both processes contending with Postgres and clearing for the cores."""
+(default: enough for both phases), REDEMPTION_WORKERS (2) tune it."""
 
 from __future__ import annotations
 
@@ -82,7 +77,7 @@ def main() -> None:
             "DB_POOL_MAX": "20",
         },
         ports={"issuer": 18201, "redemption": 18202, "clearing": 18203},
-        workers={"redemption": int(env_float("REDEMPTION_WORKERS", 1))},
+        workers={"redemption": int(env_float("REDEMPTION_WORKERS", 2))},
     )
     try:
         procs.start_all()
