@@ -30,6 +30,7 @@ class Process:
     command: str
     cpu_s: float  # user + system, since it started
     reaped_s: float  # the same, of the children it has waited for
+    started: int = 0  # clock ticks after boot: with the pid, names the process (pids are reused)
 
 
 def processes() -> dict[int, Process]:
@@ -43,9 +44,9 @@ def processes() -> dict[int, Process]:
         except OSError:
             continue  # it ended meanwhile
         fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) ", which may hold spaces
-        ppid, utime, stime, cutime, cstime = (int(fields[i]) for i in (1, 11, 12, 13, 14))
+        ppid, utime, stime, cutime, cstime, started = (int(fields[i]) for i in (1, 11, 12, 13, 14, 19))
         pid = int(entry.name)
-        found[pid] = Process(pid, ppid, command, (utime + stime) / TICKS, (cutime + cstime) / TICKS)
+        found[pid] = Process(pid, ppid, command, (utime + stime) / TICKS, (cutime + cstime) / TICKS, started)
     return found
 
 
@@ -91,11 +92,14 @@ class CpuMeter:
         used: dict[str, float] = defaultdict(float)
         for pid, proc in after.items():
             start = self._before.get(pid)
-            spent = proc.cpu_s - (start.cpu_s if start and start.command == proc.command else 0.0)
+            # The same process, not its pid reused; not its command line either, which Postgres
+            # backends rewrite with their state ("idle", "SELECT"...).
+            same = start if start is not None and start.started == proc.started else None
+            spent = proc.cpu_s - (same.cpu_s if same else 0.0)
             if spent > 0:
                 used[group_of(pid, after, self._roots, self._commands)] += spent
-            if pid in self._reaped and start is not None:
-                used[self._reaped[pid]] += proc.reaped_s - start.reaped_s
+            if pid in self._reaped and same:
+                used[self._reaped[pid]] += proc.reaped_s - same.reaped_s
         return dict(sorted(used.items(), key=lambda kv: -kv[1]))
 
 

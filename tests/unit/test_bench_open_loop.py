@@ -92,3 +92,19 @@ def test_cpu_groups_follow_the_process_tree():
         30: "kafka",
         40: "other",
     }
+
+
+def test_cpu_is_the_difference_for_a_process_whose_command_line_changed(monkeypatch: pytest.MonkeyPatch):
+    # A Postgres backend rewrites its command line with its state; its pid and start stay.
+    from bench import cpu
+
+    snapshots = iter(
+        [
+            {7: Process(7, 1, "postgres: postgres bench_x 127.0.0.1(5) idle", 100.0, 0.0, started=42)},
+            {7: Process(7, 1, "postgres: postgres bench_x 127.0.0.1(5) SELECT", 103.5, 0.0, started=42)},
+        ]
+    )
+    monkeypatch.setattr(cpu, "processes", lambda: next(snapshots))
+    meter = cpu.CpuMeter({}, {"bench_x": "postgres (this database)"})
+    meter.start()
+    assert meter.stop() == {"postgres (this database)": pytest.approx(3.5)}
