@@ -56,6 +56,7 @@ format:
 ## Benchmarks: each prints its figures and, last, one JSON line.
 bench-redemption: install
 	@command -v wrk >/dev/null || apt-get install -y -qq wrk
+	@command -v go >/dev/null || apt-get install -y -qq golang-go  # builds bench/openloop into .local/bin
 	$(PYTHON) -m bench.redemption
 
 bench-issuer: install

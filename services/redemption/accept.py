@@ -217,6 +217,10 @@ class AcceptShortcut:
         self._app = app
         self._fastapi = fastapi_app
         self._service = service
+        # The metric children, looked up once rather than per request (`labels()` builds a key and
+        # takes a lock each time).
+        self._seconds = metrics.REQUEST_SECONDS.labels(service, PATH)
+        self._counts: dict[int, Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
@@ -235,8 +239,11 @@ class AcceptShortcut:
             )
             await send({"type": "http.response.body", "body": content})
         finally:
-            metrics.REQUESTS.labels(self._service, PATH, str(status)).inc()
-            metrics.REQUEST_SECONDS.labels(self._service, PATH).observe(time.perf_counter() - started)
+            self._seconds.observe(time.perf_counter() - started)
+            counter = self._counts.get(status)
+            if counter is None:
+                counter = self._counts[status] = metrics.REQUESTS.labels(self._service, PATH, str(status))
+            counter.inc()
 
     async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, bytes, bytes]:
         authorization, key = "", None

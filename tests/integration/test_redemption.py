@@ -253,6 +253,13 @@ def _rt():  # type: ignore[no-untyped-def]
     return redemption_app.state.runtime
 
 
+async def test_redeem_passes_uses_one_generic_plan(stack) -> None:  # type: ignore[no-untyped-def]
+    """Migration 004: without it, small batches replan the function's whole query at every call
+    (custom plans), which doubled its CPU per redemption."""
+    config = await _rt().pool.fetchval("SELECT proconfig FROM pg_proc WHERE proname = 'redeem_passes'")
+    assert config == ["plan_cache_mode=force_generic_plan"]
+
+
 async def test_each_outcome_of_the_database_function_is_the_problem_body_the_rules_word(
     stack,
     programme,  # type: ignore[no-untyped-def]

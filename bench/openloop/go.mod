@@ -1,0 +1,3 @@
+module passclear/bench/openloop
+
+go 1.19
