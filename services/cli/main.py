@@ -247,12 +247,14 @@ def audit_replay(
     """Read every topic from offset 0, recompute every statement, compare with what was issued.
 
     Exit status 0 only when everything matches and every conservation law holds."""
+    from services.auditor.allocator import keep_freed_memory
     from services.auditor.files import FileLog
     from services.auditor.kafka_log import KafkaLog
     from services.auditor.parallel import replay_kafka_with_mode
     from services.auditor.replay import replay
     from services.auditor.summary import progress_bar, render, with_progress
 
+    keep_freed_memory()
     err = Console(stderr=True)
     log = FileLog(from_dir) if from_dir else KafkaLog(bootstrap, prefix)
     db = None
