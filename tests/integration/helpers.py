@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TypeVar
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
 from kafka import KafkaConsumer, TopicPartition
 
 from schemas.envelope import Envelope
 from services.common.auth import Role, issue_token
+from services.common.db import migrate
 from services.common.settings import DEV_SECRET
 
 T = TypeVar("T")
@@ -62,3 +66,14 @@ def read_topic(bootstrap: str, name: str) -> list[tuple[int, int, Envelope | byt
         return out
     finally:
         consumer.close()
+
+
+async def migrate_before(pool: asyncpg.Pool, schema: str, migrations: Path, upgrade: str, work: Path) -> None:
+    """Bring `schema` to where it stood before the migration named `upgrade` (e.g. "008"): every
+    earlier migration of `migrations` applied, for an upgrade test with data."""
+    before = work / "before"
+    before.mkdir()
+    for path in sorted(migrations.glob("*.sql")):
+        if path.name < upgrade:
+            shutil.copy(path, before / path.name)
+    await migrate(pool, schema, before)

@@ -4,7 +4,6 @@ to ledger_shares under the id the worker computes, and the window close reads th
 from __future__ import annotations
 
 import json
-import shutil
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from services.clearing import pg_store
 from services.clearing.app import MIGRATIONS
 from services.common.db import create_pool, migrate
+from tests.integration.helpers import migrate_before
 
 pytestmark = pytest.mark.integration
 
@@ -21,17 +21,13 @@ pytestmark = pytest.mark.integration
 async def test_008_moves_each_line_s_shares_to_one_row_per_share_list(
     database_url: str, tmp_path: Path
 ) -> None:
-    before = tmp_path / "before"
-    before.mkdir()
-    for path in sorted(MIGRATIONS.glob("00[1-7]_*.sql")):
-        shutil.copy(path, before / path.name)
     schema = f"upgrade_{uuid.uuid4().hex[:8]}"
     pool = await create_pool(database_url, schema)
     f1, f2, f3 = (str(uuid.UUID(int=n)) for n in (11, 22, 33))
     lists = [[(f1, 5000), (f2, 3000), (f3, 2000)], [(f2, 3000), (f1, 5000), (f3, 2000)], [(f3, 10_000)]]
     site = uuid.UUID(int=7)
     try:
-        await migrate(pool, schema, before)
+        await migrate_before(pool, schema, MIGRATIONS, "008", tmp_path)
         lines = [
             (uuid.uuid4(), site, uuid.uuid4(), lists[n % 3], n % 2)
             for n in range(12)  # the same shares in another order are another list (ties go by order)

@@ -3,7 +3,6 @@ overlap keeps signing, and every existing delivery gets its kind."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from services.common.db import create_pool, migrate
 from services.notifier.app import MIGRATIONS
+from tests.integration.helpers import migrate_before
 
 pytestmark = pytest.mark.integration
 
@@ -19,14 +19,10 @@ pytestmark = pytest.mark.integration
 async def test_003_moves_the_previous_secret_and_names_each_delivery_s_kind(
     database_url: str, tmp_path: Path
 ) -> None:
-    before = tmp_path / "before"
-    before.mkdir()
-    for name in ("001_deliveries.sql", "002_channels_and_dead_letters.sql"):
-        shutil.copy(MIGRATIONS / name, before / name)
     schema = f"upgrade_{uuid.uuid4().hex[:8]}"
     pool = await create_pool(database_url, schema)
     try:
-        await migrate(pool, schema, before)
+        await migrate_before(pool, schema, MIGRATIONS, "003", tmp_path)
         endpoint, site, funder = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
         until = datetime.now(UTC) + timedelta(hours=1)
         await pool.execute(
