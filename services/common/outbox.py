@@ -75,8 +75,10 @@ class OutboxRelay:
             log.info("outbox relay started", schema=self._schema)
             while not stop.is_set():
                 try:
-                    published = await self.publish_once()
+                    published = await self.publish_once(lock_conn)
                 except Exception:
+                    if lock_conn.is_closed():
+                        raise  # and the lock went with it: start again (Runtime._guard), lock first
                     log.exception("outbox relay failed; retrying", schema=self._schema)
                     published = 0
                     if await _wait(stop, 1.0):
@@ -85,27 +87,38 @@ class OutboxRelay:
                     break
             await lock_conn.execute("SELECT pg_advisory_unlock($1)", self._lock_id())
 
-    async def publish_once(self) -> int:
-        rows = await self._fetch()
+    async def publish_once(self, conn: asyncpg.Connection | None = None) -> int:
+        """Publish the next batch; returns how many rows it published.
+
+        `run` passes the connection that holds the relay's lock: the rows are read and marked on
+        it, so only the lock's holder ever publishes (were that connection lost, the lock would go
+        with it and the relay starts again), and a batch costs no pool round trips (each release
+        resets the connection, one more statement; at 3,000 redemptions/s the relay runs about a
+        hundred batches a second, and an idle relay polls fifty times a second)."""
+        if conn is None:
+            async with self._pool.acquire() as acquired:
+                return await self._publish(acquired)
+        return await self._publish(conn)
+
+    async def _publish(self, conn: asyncpg.Connection) -> int:
+        rows = await self._fetch(conn)
         if not rows:
             metrics.OUTBOX_LAG.labels(self._schema).set(0)
             return 0
         await self._send(rows)
-        async with self._pool.acquire() as conn:
-            await conn.execute(
-                "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [r.seq for r in rows]
-            )
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [r.seq for r in rows]
+        )
         metrics.EVENTS_OUT.labels(self._schema).inc(len(rows))
         metrics.OUTBOX_LAG.labels(self._schema).set(len(rows) if len(rows) == self._batch_size else 0)
         return len(rows)
 
-    async def _fetch(self) -> list[OutboxRow]:
-        async with self._pool.acquire() as conn:
-            records = await conn.fetch(
-                "SELECT seq, topic, key, partition, body FROM outbox "
-                "WHERE published_at IS NULL ORDER BY seq LIMIT $1",
-                self._batch_size,
-            )
+    async def _fetch(self, conn: asyncpg.Connection) -> list[OutboxRow]:
+        records = await conn.fetch(
+            "SELECT seq, topic, key, partition, body FROM outbox "
+            "WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            self._batch_size,
+        )
         # Positional (the SELECT lists the fields in OutboxRow's order): `OutboxRow(**dict(r))` took
         # 71 ms for 20,000 rows, time the relay holds its event loop.
         return [OutboxRow(*r) for r in records]

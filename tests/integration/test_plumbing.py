@@ -101,6 +101,34 @@ async def test_relay_run_loop_publishes_what_is_enqueued_later(
     producer.close()
 
 
+async def test_a_relay_that_loses_its_lock_connection_stops_rather_than_publish_without_the_lock(
+    pool: asyncpg.Pool, bootstrap: str, topics: str
+) -> None:
+    """The relay reads and marks rows on the connection that holds its advisory lock: were that
+    connection lost, the lock went with it (another replica may hold it now), so the relay must
+    stop (Runtime._guard starts it again, lock first), not go on publishing from the pool."""
+    topic = topic_name(Topic.ISSUER, topics)
+    producer = make_producer(bootstrap)
+    relay = OutboxRelay(pool, producer, schema="lost")
+    task = asyncio.create_task(relay.run(asyncio.Event()))
+    event = funder_event(1)
+    async with pool.acquire() as conn:
+        await enqueue(conn, topic, event)
+
+    async def published() -> bool:
+        return any(e.event_id == event.event_id for _, _, e in read_topic(bootstrap, topic))
+
+    await eventually("the relay to publish", published)
+    holder = await pool.fetchval(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid::bigint = $1",
+        relay._lock_id(),
+    )
+    await pool.execute("SELECT pg_terminate_backend($1)", holder)
+    with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):
+        await asyncio.wait_for(task, 10)
+    producer.close()
+
+
 async def test_a_consumer_applies_each_event_once_and_dead_letters_poison(
     pool: asyncpg.Pool, bootstrap: str, topics: str
 ) -> None:
