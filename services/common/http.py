@@ -22,7 +22,16 @@ from services.common.settings import AuthSettings
 StartRuntime = Callable[[], Awaitable[Runtime]]
 
 
-def create_app(name: str, start: StartRuntime, routers: list[APIRouter], *, description: str = "") -> FastAPI:
+def create_app(
+    name: str,
+    start: StartRuntime,
+    routers: list[APIRouter],
+    *,
+    description: str = "",
+    app_class: type[FastAPI] = FastAPI,
+) -> FastAPI:
+    """The service's app: lifespan (its Runtime), problem bodies, request metrics, probes, routers.
+    `app_class` lets a service answer a hot path ahead of the framework (the redemption service)."""
     configure_logging(name)
 
     @asynccontextmanager
@@ -32,7 +41,7 @@ def create_app(name: str, start: StartRuntime, routers: list[APIRouter], *, desc
         yield
         await runtime.close()
 
-    app = FastAPI(title=f"passclear {name}", description=description, lifespan=lifespan)
+    app = app_class(title=f"passclear {name}", description=description, lifespan=lifespan)
     app.state.auth_secret = AuthSettings().auth_secret
     install_problem_handlers(app)
     install_request_metrics(app, name)

@@ -34,7 +34,7 @@ def relay(
 
 
 async def start() -> Runtime:
-    rt = await Runtime.start("redemption", MIGRATIONS, relay=relay)
+    rt = await Runtime.start(accept.SERVICE, MIGRATIONS, relay=relay)
     rt.extras["settings"] = RedemptionSettings()
     rt.extras["redeemer"] = accept.redeemer(rt)
     rt.extras["redemption_partitions"] = await asyncio.to_thread(
@@ -52,9 +52,9 @@ async def start() -> Runtime:
 
 
 app = create_app(
-    "redemption",
+    accept.SERVICE,
     start,
     [accept.router, router],
     description="Single-use acceptance of passes at qualified sites, reversals, clearing windows.",
+    app_class=accept.RedemptionApp,
 )
-app.add_middleware(accept.AcceptShortcut, fastapi_app=app, service="redemption")
