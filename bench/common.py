@@ -14,12 +14,23 @@ import asyncpg
 
 from deploy.local.stack import ensure_infra, stop_infra
 
+_bootstrap_servers: str | None = None
+
 
 def infra() -> tuple[str, str]:
-    # What the benchmark started (not a stack someone else runs) stops when it ends.
+    # What the benchmark started (not a stack someone else runs) stops when it ends; registered
+    # first, it runs last, after the scratch database and topics below are gone.
+    global _bootstrap_servers
     atexit.register(stop_infra)
     started = ensure_infra()
+    _bootstrap_servers = started.bootstrap_servers
     return started.bootstrap_servers, started.database_url
+
+
+def _keep() -> bool:
+    """BENCH_KEEP=1 leaves a run's database and topics for inspection; by default a run removes
+    them when it ends (one P1 run writes ~1 GB: kept runs filled the disk and stopped the broker)."""
+    return os.environ.get("BENCH_KEEP", "") not in ("", "0")
 
 
 def fresh_database(base_url: str, stem: str) -> str:
@@ -32,12 +43,39 @@ def fresh_database(base_url: str, stem: str) -> str:
         finally:
             await conn.close()
 
+    async def drop() -> None:
+        conn = await asyncpg.connect(base_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
     asyncio.run(create())
+    if not _keep():
+        atexit.register(lambda: asyncio.run(drop()))
     return base_url.rsplit("/", 1)[0] + "/" + name
 
 
 def topic_prefix(stem: str) -> str:
-    return f"bench-{stem}-{int(time.time())}."
+    prefix = f"bench-{stem}-{int(time.time())}."
+    if not _keep():
+        atexit.register(_delete_topics, prefix)
+    return prefix
+
+
+def _delete_topics(prefix: str) -> None:
+    from kafka.admin import KafkaAdminClient
+
+    servers = _bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if servers is None:
+        return
+    admin = KafkaAdminClient(bootstrap_servers=servers)
+    try:
+        mine = [topic for topic in admin.list_topics() if topic.startswith(prefix)]
+        if mine:
+            admin.delete_topics(mine, timeout_ms=30_000)
+    finally:
+        admin.close()
 
 
 def env_float(name: str, default: float) -> float:

@@ -14,9 +14,10 @@ import time
 import uuid
 from typing import Any
 
-import asyncpg
 import httpx
 from kafka import KafkaConsumer, TopicPartition
+
+from bench.common import fresh_database, infra, topic_prefix
 
 BOOKLETS = 9_000
 PER_BOOKLET = 5
@@ -26,17 +27,7 @@ TARGET_SECONDS = 5.0
 def _infra() -> tuple[str, str]:
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") and os.environ.get("DATABASE_URL"):
         return os.environ["KAFKA_BOOTSTRAP_SERVERS"], os.environ["DATABASE_URL"]
-    from bench.common import infra
-
     return infra()
-
-
-async def _admin(url: str, sql: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 def _end_offset(consumer: KafkaConsumer, topic: str) -> int:
@@ -129,19 +120,14 @@ async def run(bootstrap: str, database_url: str) -> dict[str, float]:
 def main() -> None:
     os.environ.setdefault("PASSCLEAR_PROFILE", "dev")
     bootstrap, base_url = _infra()
-    name = f"bench_issuer_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin(base_url, f'CREATE DATABASE "{name}"'))
     os.environ.update(
         {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "DATABASE_URL": base_url.rsplit("/", 1)[0] + "/" + name,
-            "KAFKA_TOPIC_PREFIX": f"bench-issuer-{uuid.uuid4().hex[:8]}.",
+            "DATABASE_URL": fresh_database(base_url, "issuer"),
+            "KAFKA_TOPIC_PREFIX": topic_prefix("issuer"),
         }
     )
-    try:
-        figures = asyncio.run(run(bootstrap, os.environ["DATABASE_URL"]))
-    finally:
-        asyncio.run(_admin(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    figures = asyncio.run(run(bootstrap, os.environ["DATABASE_URL"]))
     print(
         f"booklets ordered, funded, activated: {BOOKLETS} of {PER_BOOKLET} ({int(figures['passes'])} passes)"
     )

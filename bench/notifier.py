@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import fresh_database, infra
+from bench.common import fresh_database, infra, topic_prefix
 from schemas.events import FunderAmount, StatementIssued
 from schemas.topics import Topic, topic_name
 from services.cli.processes import ServiceProcesses
@@ -111,7 +111,7 @@ def main() -> int:
     rate = float(os.environ.get("BENCH_RATE", 250))
     bootstrap, base_url = infra()
     database_url = fresh_database(base_url, "notifier")
-    prefix = f"bench-notifier-{uuid.uuid4().hex[:8]}."
+    prefix = topic_prefix("notifier")
     receiver = WebhookReceiver()
     base = receiver.start()
     env = {
