@@ -105,7 +105,7 @@ def prepare(batch: Sequence[Fetched]) -> Prepared:
     rows: list[incoming.Row] = []
     unreadable = 0
     for message in batch:
-        row = incoming.redeemed_row(message.value, message.partition)
+        row = incoming.fast_row(message.value, message.partition)
         if row is not None:
             rows.append(row)
             continue
