@@ -76,8 +76,6 @@ def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: L
     async def apply_then_ack(prepared: Prepared, fetched: list[Message]) -> None:
         await applier.apply_with_retry(prepared)
         # Only now, after the commit, may faust commit these offsets.
-        ack = app.consumer.ack
-        for message in fetched:
-            ack(message)
+        app.ack_batch(fetched)
 
     return app
