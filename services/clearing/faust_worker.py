@@ -12,6 +12,7 @@ making a redelivery a no-op.
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import faust
@@ -48,6 +49,7 @@ def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: L
 
     @app.agent(batches, concurrency=1)
     async def ledger(stream: Any) -> None:
+        _freeze_startup_heap()
         # One batch in the database at a time, acked in order after its commit; the next batch
         # is read and decided (pure CPU) while the database works on this one.
         in_flight: asyncio.Future[None] | None = None
@@ -79,3 +81,13 @@ def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: L
         app.ack_batch(fetched)
 
     return app
+
+
+def _freeze_startup_heap() -> None:
+    """What the process holds when its agent starts (modules, faust, the models' validators...) it
+    holds for good: moved out of the cyclic collector's sight (gc.freeze), so that the full passes
+    the batches' allocations trigger scan what they allocated, not the whole process again. In P2,
+    full passes took ~1 s of the worker's ~4 s of CPU per 200k events; garbage cycles made later are
+    still collected."""
+    gc.collect()  # garbage already there is freed, not frozen
+    gc.freeze()

@@ -46,8 +46,11 @@ Row = tuple[
 _Positive = Annotated[int, msgspec.Meta(ge=1, lt=2**31)]
 _Text = Annotated[str, msgspec.Meta(min_length=1)]
 
+# The structs below are `gc=False`: they hold strings, ints, a date and raw bytes, never a cycle,
+# so the cyclic collector need not track the two built per event.
 
-class _Redeemed(msgspec.Struct, forbid_unknown_fields=True):
+
+class _Redeemed(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """`PassRedeemed`'s exact fields, typed as JSON; the funders left undecoded (`_shares_of_raw`)."""
 
     redemption_id: str
@@ -62,7 +65,7 @@ class _Redeemed(msgspec.Struct, forbid_unknown_fields=True):
     accepted_at: str
 
 
-class _Reversed(msgspec.Struct, forbid_unknown_fields=True):
+class _Reversed(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """`RedemptionReversed`'s exact fields, typed as JSON."""
 
     reversal_id: str
@@ -78,7 +81,9 @@ class _Reversed(msgspec.Struct, forbid_unknown_fields=True):
 
 
 # The envelope's exact keys (schemas.envelope.Envelope), told apart by its `type`.
-class _RedeemedEvent(msgspec.Struct, forbid_unknown_fields=True, tag_field="type", tag="PassRedeemed"):
+class _RedeemedEvent(
+    msgspec.Struct, forbid_unknown_fields=True, gc=False, tag_field="type", tag="PassRedeemed"
+):
     event_id: str
     schema_version: int
     occurred_at: str
@@ -87,7 +92,9 @@ class _RedeemedEvent(msgspec.Struct, forbid_unknown_fields=True, tag_field="type
     payload: _Redeemed
 
 
-class _ReversedEvent(msgspec.Struct, forbid_unknown_fields=True, tag_field="type", tag="RedemptionReversed"):
+class _ReversedEvent(
+    msgspec.Struct, forbid_unknown_fields=True, gc=False, tag_field="type", tag="RedemptionReversed"
+):
     event_id: str
     schema_version: int
     occurred_at: str
