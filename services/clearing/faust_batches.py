@@ -57,7 +57,8 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         generator step) per message. Partition by partition: order matters within a partition
         only (a site's ledger, a partition's WindowClosed marker), as faust's round robin keeps it.
         Nothing here awaits between two messages but for a gap (compacted or transactional
-        topics), so flow and generation are checked per partition, not per message."""
+        topics), so flow and generation are checked per partition, and per message only once
+        such an await happened."""
         records, active_partitions = await self._wait_next_records(timeout)
         generation_id = self.app.consumer_generation_id
         if records is None or self.should_stop:
@@ -77,26 +78,33 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         # applier counts events on /metrics per batch), ~1.5 µs of a worker's ~30 per event.
         track = self._unacked_messages.add
         batch: list[Message] = []
+        awaited = False
         for tp, tp_records in records.items():
-            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+            if not self._flowing(generation_id):
                 break
             if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
                 continue
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             gaps = acks_enabled_for(tp.topic)
             for record in tp_records:
-                offset = record.offset
+                if awaited and not self._flowing(generation_id):
+                    return batch  # a rebalance began while a gap was recorded: faust stops there too
+                message = to_message(tp, record)
+                offset = message.offset
                 r_offset = read_offset[tp]
                 if r_offset is not None and offset < r_offset:
                     continue  # already read (faust drops these too)
                 if r_offset and offset - r_offset > 1 and gaps:
                     await self._add_gap(tp, r_offset + 1, offset)
-                message = to_message(tp, record)
+                    awaited = True
                 # Tracked before delivery, as faust's streams do: a rebalance waits for these acks.
                 track(message)
                 batch.append(message)
                 read_offset[tp] = offset
         return batch
+
+    def _flowing(self, generation_id: int) -> bool:
+        return bool(self.flow_active and self.app.consumer_generation_id == generation_id)
 
     def ack_batch(self, messages: Iterable[Message]) -> None:
         """`Consumer.ack` for each message, under one hold of faust's ack lock and with one
