@@ -7,19 +7,23 @@ events/s for an agent that does nothing, under the 20,000/s the ledger needs.
 
 What stays faust's: the consumer thread, group membership, rebalances (flow control suspends and
 clears the batch channel, `wait_empty` waits for tracked messages), the read-offset and gap
-bookkeeping below (copied from faust's loop), acks (`Consumer.ack`) and offset commits
-(`broker_commit_every` / `broker_commit_interval`). The agent acks a batch's messages only after
-its database transaction committed, so an offset never passes an event not yet applied.
+bookkeeping below (copied from faust's loop), the ack bookkeeping (`Consumer.ack`'s, done for a
+batch at once) and offset commits (`broker_commit_every` / `broker_commit_interval`). The agent
+acks a batch's messages only after its database transaction committed, so an offset never passes
+an event not yet applied.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import ChannelT, Message, TopicT
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 
 class BatchingConsumer(faust_aiokafka.Consumer):
@@ -27,27 +31,10 @@ class BatchingConsumer(faust_aiokafka.Consumer):
         app = cast(BatchingApp, self.app)
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
-        read_offset = self._read_offset
-        acks_enabled_for = app.topics.acks_enabled_for
-        # What faust's `track_message` does but its sensors' `on_message_in`: a call per message
-        # to each sensor (faust's Monitor keeps counters for its web view, disabled here; the
-        # applier counts events on /metrics per batch), ~1.5 µs of a worker's ~30 per event.
-        track = self._unacked_messages.add
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
-                batch: list[Message] = []
                 await self.sleep(0)
-                async for tp, message in self.getmany(timeout=1.0):
-                    offset = message.offset
-                    r_offset = read_offset[tp]
-                    if r_offset is not None and offset < r_offset:
-                        continue  # already read (faust drops these too)
-                    if r_offset and offset - r_offset > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, r_offset + 1, offset)
-                    # Tracked before delivery, as faust's streams do: a rebalance waits for these acks.
-                    track(message)
-                    batch.append(message)
-                    read_offset[tp] = offset
+                batch = await self._fetch_batch(timeout=1.0)
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
@@ -63,6 +50,89 @@ class BatchingConsumer(faust_aiokafka.Consumer):
             if self.transport.app.should_stop:
                 return
             raise
+
+    async def _fetch_batch(self, *, timeout: float) -> list[Message]:  # pragma: no cover - runs in faust
+        """One fetch as a list of tracked messages: faust's `getmany` and the read-offset and gap
+        bookkeeping of its drain loop, without an async generator step (and a round-robin
+        generator step) per message. Partition by partition: order matters within a partition
+        only (a site's ledger, a partition's WindowClosed marker), as faust's round robin keeps it.
+        Nothing here awaits between two messages but for a gap (compacted or transactional
+        topics), so flow and generation are checked per partition, and per message only once
+        such an await happened."""
+        records, active_partitions = await self._wait_next_records(timeout)
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return []
+        if not self.flow_active:
+            # What faust's getmany does when a rebalance stopped the flow.
+            try:
+                await self.perform_seek()
+            except Exception as ex:
+                self.log.warning(f"exception performing seek when flow not active {ex}")
+            return []
+        to_message = self._to_message
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        # What faust's `track_message` does but its sensors' `on_message_in`: a call per message
+        # to each sensor (faust's Monitor keeps counters for its web view, disabled here; the
+        # applier counts events on /metrics per batch), ~1.5 µs of a worker's ~30 per event.
+        track = self._unacked_messages.add
+        batch: list[Message] = []
+        awaited = False
+        for tp, tp_records in records.items():
+            if not self._flowing(generation_id):
+                break
+            if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            gaps = acks_enabled_for(tp.topic)
+            for record in tp_records:
+                if awaited and not self._flowing(generation_id):
+                    return batch  # a rebalance began while a gap was recorded: faust stops there too
+                message = to_message(tp, record)
+                offset = message.offset
+                r_offset = read_offset[tp]
+                if r_offset is not None and offset < r_offset:
+                    continue  # already read (faust drops these too)
+                if r_offset and offset - r_offset > 1 and gaps:
+                    await self._add_gap(tp, r_offset + 1, offset)
+                    awaited = True
+                # Tracked before delivery, as faust's streams do: a rebalance waits for these acks.
+                track(message)
+                batch.append(message)
+                read_offset[tp] = offset
+        return batch
+
+    def _flowing(self, generation_id: int) -> bool:
+        return bool(self.flow_active and self.app.consumer_generation_id == generation_id)
+
+    def ack_batch(self, messages: Iterable[Message]) -> None:
+        """`Consumer.ack` for each message, under one hold of faust's ack lock and with one
+        wake-up of whoever waits for acks, instead of one each per message."""
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        committed_offset, acked_index, acked = self._committed_offset, self._acked_index, self._acked
+        untrack = self._unacked_messages.discard
+        with ack_lock:
+            n_acked = 0
+            try:
+                for message in messages:
+                    if message.acked:
+                        continue
+                    message.acked = True
+                    if not acks_enabled_for(message.topic):
+                        continue
+                    tp, offset = message.tp, message.offset
+                    committed = committed_offset[tp]
+                    if committed is None or offset >= committed:
+                        index = acked_index[tp]
+                        if offset not in index:
+                            untrack(message)
+                            index.add(offset)
+                            acked[tp].append(offset)
+                            n_acked += 1
+            finally:
+                self._n_acked += n_acked
+                notify(self._waiting_for_ack)
 
 
 class BatchingTransport(faust_aiokafka.Transport):
@@ -83,6 +153,10 @@ class BatchingApp(faust.App):
         self.topics.add(topic)
         self.batches = self.channel(maxsize=maxsize)
         return self.batches
+
+    def ack_batch(self, messages: Iterable[Message]) -> None:
+        """Ack messages whose effects are committed (their offsets may now be committed)."""
+        cast(BatchingConsumer, self.consumer).ack_batch(messages)
 
     def is_current(self, message: Message) -> bool:
         """False for a message fetched before a rebalance: faust's streams skip those too (it will

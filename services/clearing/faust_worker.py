@@ -12,6 +12,7 @@ making a redelivery a no-op.
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import faust
@@ -48,6 +49,7 @@ def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: L
 
     @app.agent(batches, concurrency=1)
     async def ledger(stream: Any) -> None:
+        _freeze_startup_heap()
         # One batch in the database at a time, acked in order after its commit; the next batch
         # is read and decided (pure CPU) while the database works on this one.
         in_flight: asyncio.Future[None] | None = None
@@ -76,8 +78,21 @@ def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: L
     async def apply_then_ack(prepared: Prepared, fetched: list[Message]) -> None:
         await applier.apply_with_retry(prepared)
         # Only now, after the commit, may faust commit these offsets.
-        ack = app.consumer.ack
-        for message in fetched:
-            ack(message)
+        app.ack_batch(fetched)
 
     return app
+
+
+def _freeze_startup_heap() -> None:
+    """What the process holds when its agent starts (modules, faust, the models' validators...) it
+    holds for good: moved out of the cyclic collector's sight (gc.freeze), so that the full passes
+    the batches' allocations trigger scan what they allocated, not the whole process again. In P2,
+    full passes took ~1 s of the worker's ~4 s of CPU per 200k events; garbage cycles made later are
+    still collected.
+
+    The youngest generation is collected every 20,000 allocations rather than 700: a batch's
+    messages, rows and structs live for the ~0.1 s of a batch, none in a cycle; at 700 they were
+    examined and promoted a dozen times a batch before dying (P2: GC 0.9 -> 0.4 s, one run each)."""
+    gc.collect()  # garbage already there is freed, not frozen
+    gc.freeze()
+    gc.set_threshold(20_000, 10, 10)
