@@ -29,6 +29,7 @@ import contextlib
 import gc
 import multiprocessing as mp
 import os
+import threading
 from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -149,21 +150,39 @@ def _share_main(
     # (reading the statements, comparing, hashing) allocates millions more objects, and each
     # collection would rescan everything the fold built. This process exits right after.
     gc.disable()
+    sending: list[threading.Thread] = []
     try:
-        state, share = _share_fold(log, parts, conn)
+        state, share = _share_fold(log, parts, conn, sending)
         # Judged now, with the windows closed on every partition of this share; the main
         # process takes the verdict only if those are the windows closed on every partition.
         share.closed = _closed_here(share.markers, {p for _, p in parts})
         share.verdict = _verdict(state, share.closed, db)
+        _joined(sending)
         conn.send(share)
     except Exception as exc:  # the main process falls back to the sequential replay
         with contextlib.suppress(OSError):
+            _joined(sending)
             conn.send(Verdict(False, why=f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
         # A forked copy of the caller: skip its exit handlers and stream flushes, whose locks a
         # thread of the parent (a progress bar) may have held at the fork.
         os._exit(0)
+
+
+def _send_aside(conn: Connection, message: object, sending: list[threading.Thread]) -> None:
+    """`conn.send(message)` from a thread: a pipe holds 64 kB, so a large message blocks its
+    sender until the main process has read it, and the main process reads one share at a time.
+    The write releases the GIL: this process goes on meanwhile."""
+    thread = threading.Thread(target=conn.send, args=(message,), daemon=True)
+    thread.start()
+    sending.append(thread)
+
+
+def _joined(sending: list[threading.Thread]) -> None:
+    for thread in sending:
+        thread.join()
+    sending.clear()
 
 
 def _closed_here(markers: list[WindowClosed], mine: set[int]) -> list[int]:
@@ -173,7 +192,9 @@ def _closed_here(markers: list[WindowClosed], mine: set[int]) -> list[int]:
     return sorted(w for w, parts in by_window.items() if parts == mine)
 
 
-def _share_fold(log: KafkaLog, parts: list[tuple[str, int]], conn: Connection) -> tuple[State, Share]:
+def _share_fold(
+    log: KafkaLog, parts: list[tuple[str, int]], conn: Connection, sending: list[threading.Thread]
+) -> tuple[State, Share]:
     # The statements and dead letters are fetched with the redemptions, and read once the
     # share knows its sites.
     later: list[Any] = []
@@ -181,7 +202,7 @@ def _share_fold(log: KafkaLog, parts: list[tuple[str, int]], conn: Connection) -
     state = fold(chain.from_iterable(_setting_aside(log.batches(parts + aux), later, conn)))
     # Its ids first, while it reads its statements and judges them: the main process meanwhile
     # checks no other share holds any of them.
-    conn.send(_hashes(state))
+    _send_aside(conn, _hashes(state), sending)
     share = Share(
         # Its clearing records are counted here; the dead letters (every share reads them) by the main process.
         events=state.events + sum(1 for r in later if r.topic is Topic.CLEARING),

@@ -3,9 +3,11 @@ payload, JSON body, digest, funder parts, for any lines."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -131,3 +133,71 @@ def test_the_outbox_body_is_the_envelope_the_model_gave(lines: list[core.LedgerL
             head, theirs
         )
         assert encode_envelope(head, mine.payload) == reference.envelope_bytes(head, theirs)
+
+
+def _u(n: int) -> uuid.UUID:
+    return uuid.UUID(int=n)
+
+
+_P1 = (FunderShare(funder_id=_u(11), share_bp=6667), FunderShare(funder_id=_u(12), share_bp=3333))
+_P2 = (FunderShare(funder_id=_u(12), share_bp=5000), FunderShare(funder_id=_u(13), share_bp=5000))
+_KNOWN = [
+    core.LedgerLine("redemption", _u(101), _u(1), _u(201), _u(21), 1, 1000, _P1, T0 + timedelta(seconds=3)),
+    core.LedgerLine("redemption", _u(102), _u(1), _u(202), _u(22), 1, 777, _P2, T0 + timedelta(seconds=1)),
+    core.LedgerLine("reversal", _u(103), _u(1), _u(201), _u(21), 1, -1000, _P1, T0 + timedelta(seconds=3)),
+    core.LedgerLine(
+        "redemption", _u(104), _u(1), _u(203), _u(21), 1, 1001, _P1, T0 + timedelta(microseconds=500)
+    ),
+]
+_KNOWN_MARKER = WindowClosed(
+    window_id=1,
+    partition=0,
+    partition_count=1,
+    opened_at=T0 - timedelta(days=30),
+    closed_at=T0 + timedelta(days=1, microseconds=250),
+    next_window_id=2,
+)
+
+
+def test_a_known_statement_keeps_its_bytes_and_digest() -> None:
+    """Pinned, not compared with another implementation: these bytes were issued (by the core as
+    first written), so any change to the lines' order, the split or the JSON shows here. Two
+    programmes, a reversal, a tie in time broken by ref id, a sub-second period end."""
+    (issued,) = core.issue_all(core.Window(_KNOWN_MARKER), [core.line_of(line) for line in _KNOWN])
+    assert issued.body == (
+        b'{"statement_id":"e11696c9-83bd-552d-aa0b-be67b1bcdc85","window_id":1,'
+        b'"site_id":"00000000-0000-0000-0000-000000000001","period_start":"2026-10-02T00:00:00Z",'
+        b'"period_end":"2026-11-02T00:00:00.000250Z","redemptions":3,"reversals":1,"total_cents":1778,'
+        b'"funder_amounts":[{"funder_id":"00000000-0000-0000-0000-00000000000b","amount_cents":667},'
+        b'{"funder_id":"00000000-0000-0000-0000-00000000000c","amount_cents":723},'
+        b'{"funder_id":"00000000-0000-0000-0000-00000000000d","amount_cents":388}],"lines":['
+        b'{"kind":"redemption","ref_id":"00000000-0000-0000-0000-000000000068",'
+        b'"pass_id":"00000000-0000-0000-0000-0000000000cb","programme_id":"00000000-0000-0000-0000-000000000015","amount_cents":1001},'
+        b'{"kind":"redemption","ref_id":"00000000-0000-0000-0000-000000000066",'
+        b'"pass_id":"00000000-0000-0000-0000-0000000000ca","programme_id":"00000000-0000-0000-0000-000000000016","amount_cents":777},'
+        b'{"kind":"redemption","ref_id":"00000000-0000-0000-0000-000000000065",'
+        b'"pass_id":"00000000-0000-0000-0000-0000000000c9","programme_id":"00000000-0000-0000-0000-000000000015","amount_cents":1000},'
+        b'{"kind":"reversal","ref_id":"00000000-0000-0000-0000-000000000067",'
+        b'"pass_id":"00000000-0000-0000-0000-0000000000c9","programme_id":"00000000-0000-0000-0000-000000000015","amount_cents":-1000}],'
+        b'"digest":"7f08725fb40d8550945345150a249fab18b34ba497cbebb9797e46a020814c1c",'
+        b'"expected_payout_date":"2026-12-02"}'
+    )
+    assert issued.digest == "7f08725fb40d8550945345150a249fab18b34ba497cbebb9797e46a020814c1c"
+    assert [(p.programme_id, p.funder_id, p.amount_cents) for p in issued.parts] == [
+        (_u(21), _u(11), 667),
+        (_u(21), _u(12), 334),
+        (_u(22), _u(12), 389),
+        (_u(22), _u(13), 388),
+    ]
+    assert issued.payload == orjson.loads(issued.body)
+
+
+def test_a_known_one_programme_statement_keeps_its_bytes_and_digest() -> None:
+    lines = [line for line in _KNOWN if line.programme_id == _u(21)]
+    lines.append(core.LedgerLine("redemption", _u(105), _u(1), _u(204), _u(21), 1, 333, _P1, T0))
+    (issued,) = core.issue_all(core.Window(_KNOWN_MARKER), [core.line_of(line) for line in lines])
+    assert hashlib.sha256(issued.body).hexdigest() == (
+        "1e0212194fac8a8c89c098b0e8d833dd0fdf12415f0f6ce63047445cab9e4c28"
+    )
+    assert issued.digest == "427e3d43b4f383e9dad61603987b5f43195ad2bf05d993e57166d0244d0984fa"
+    assert [(p.funder_id, p.amount_cents) for p in issued.parts] == [(_u(11), 889), (_u(12), 445)]

@@ -152,15 +152,23 @@ class Issued:
 
 
 _by_time = operator.itemgetter(1, 2)  # (at, ref_id)
+_kind = operator.itemgetter(3)
+_programme = operator.itemgetter(5)
+_amount = operator.itemgetter(6)
 
 
-def _parts(ordered: Sequence[Line]) -> tuple[FunderPart, ...]:
-    """Split per programme (each has its own shares), programmes in id order."""
+def _parts(ordered: Sequence[Line], total: int) -> tuple[FunderPart, ...]:
+    """Split per programme (each has its own shares), programmes in id order. `total`: the
+    lines' amounts added up."""
     per_programme: dict[str, int] = defaultdict(int)
     shares: dict[str, tuple[tuple[str, int], ...]] = {}
-    for line in ordered:
-        per_programme[line.programme_id] += line.amount_cents
-        shares.setdefault(line.programme_id, line.funders)
+    if ordered and len(set(map(_programme, ordered))) == 1:  # one programme: its total, its shares
+        per_programme[ordered[0].programme_id] = total
+        shares[ordered[0].programme_id] = ordered[0].funders
+    else:
+        for line in ordered:
+            per_programme[line.programme_id] += line.amount_cents
+            shares.setdefault(line.programme_id, line.funders)
     parts: list[FunderPart] = []
     for programme_id in sorted(per_programme):
         funders = shares[programme_id]
@@ -193,17 +201,12 @@ def issue(site_id: str, window: Window, lines: Sequence[Line]) -> Issued:
     """A site's statement for the window: lines by time, totals, funder split, digest."""
     ordered = sorted(lines, key=_by_time)
     out = [
-        {
-            "kind": line.kind,
-            "ref_id": line.ref_id,
-            "pass_id": line.pass_id,
-            "programme_id": line.programme_id,
-            "amount_cents": line.amount_cents,
-        }
-        for line in ordered
+        {"kind": kind, "ref_id": ref, "pass_id": pass_id, "programme_id": programme, "amount_cents": amount}
+        for _, _, ref, kind, pass_id, programme, amount, _ in ordered
     ]
-    parts = _parts(ordered)
-    total = sum(line.amount_cents for line in ordered)
+    kinds = list(map(_kind, ordered))
+    total = sum(map(_amount, ordered))
+    parts = _parts(ordered, total)
     site = uuid.UUID(site_id)
     sid = statement_id(window.window_id, site)
     statement_digest = _lines_digest(out)
@@ -213,8 +216,8 @@ def issue(site_id: str, window: Window, lines: Sequence[Line]) -> Issued:
         "site_id": site_id,
         "period_start": window.period_start,
         "period_end": window.period_end,
-        "redemptions": sum(1 for line in ordered if line.kind == "redemption"),
-        "reversals": sum(1 for line in ordered if line.kind == "reversal"),
+        "redemptions": kinds.count("redemption"),
+        "reversals": kinds.count("reversal"),
         "total_cents": total,
         "funder_amounts": _amounts(parts),
         "lines": out,
