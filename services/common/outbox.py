@@ -60,12 +60,16 @@ class OutboxRelay:
         schema: str,
         batch_size: int = 2000,
         idle_seconds: float = 0.02,
+        linger_seconds: float = 0.0,
     ) -> None:
         self._pool = pool
         self._producer = producer
         self._schema = schema
         self._batch_size = batch_size
         self._idle_seconds = idle_seconds
+        # After a batch smaller than batch_size (no backlog), wait this long before the next read,
+        # so a steady stream goes out in fewer, bigger batches (fewer reads, commits, produce requests).
+        self._linger_seconds = linger_seconds
 
     async def run(self, stop: asyncio.Event) -> None:
         async with self._pool.acquire() as lock_conn:
@@ -83,7 +87,13 @@ class OutboxRelay:
                     published = 0
                     if await _wait(stop, 1.0):
                         break
-                if published == 0 and await _wait(stop, self._idle_seconds):
+                if published == 0:
+                    pause = self._idle_seconds
+                elif published < self._batch_size:
+                    pause = self._linger_seconds
+                else:
+                    continue
+                if pause and await _wait(stop, pause):
                     break
             await lock_conn.execute("SELECT pg_advisory_unlock($1)", self._lock_id())
 

@@ -31,9 +31,17 @@ class AioKafkaOutboxRelay(OutboxRelay):
         schema: str,
         batch_size: int = 20_000,
         idle_seconds: float = 0.02,
+        linger_seconds: float = 0.0,
     ) -> None:
         # No kafka-python producer: this relay owns an aiokafka one, started in run().
-        super().__init__(pool, None, schema=schema, batch_size=batch_size, idle_seconds=idle_seconds)
+        super().__init__(
+            pool,
+            None,
+            schema=schema,
+            batch_size=batch_size,
+            idle_seconds=idle_seconds,
+            linger_seconds=linger_seconds,
+        )
         self._bootstrap = bootstrap_servers
         self._aio: AIOKafkaProducer | None = None
 

@@ -30,7 +30,13 @@ def relay(
     in batches of 2,000: it shares a uvicorn worker's event loop with requests, and a backlog read
     20,000 rows at a time held that loop for over 100 ms (fetch 31 ms, rows 72 ms, then the
     producer batches), a stall every request of the worker waited for."""
-    return AioKafkaOutboxRelay(pool, kafka.bootstrap_servers, schema=schema, batch_size=2000).run
+    return AioKafkaOutboxRelay(
+        pool,
+        kafka.bootstrap_servers,
+        schema=schema,
+        batch_size=2000,
+        linger_seconds=RedemptionSettings().relay_linger_seconds,
+    ).run
 
 
 async def start() -> Runtime:
