@@ -16,7 +16,9 @@ Two phases, each on passes never used before (a request redeems a fresh pass at 
 
 Between them the stack drains (outbox published, clearing caught up), so the second phase does
 not start on the first one's backlog. The baseline is /health under wrk's closed loop (the same
-64 connections), plus /health at the open loop's offered rate for its latency floor.
+64 connections), plus /health at the open loop's offered rate for its latency floor. The ratio is
+the closed loop's accepted/s over /health's req/s (capacity over capacity, same connections, same
+run); the verdict, printed last, needs the open loop's rate and p99 and that ratio.
 
 Load comes from C (wrk) and Go (bench/openloop, built into .local/ on first use), never Python, so the
 load generator does not eat the Python services' CPU. `make bench-redemption`; BENCH_PASSES
@@ -144,12 +146,6 @@ def main() -> None:
         )
         print(f"CPU during the open loop, per accepted redemption: {describe(used, run.count(201))}")
         report_backlog(database_url, "at the end of the open loop")
-        met = achieved >= TARGET_RATE and run.p99_ms <= TARGET_P99_MS
-        print(
-            f"P1 target (>= {TARGET_RATE} accepted/s with p99 <= {TARGET_P99_MS:.0f} ms, ratio >= 0.3): "
-            f"{achieved:.0f}/s, p99 {run.p99_ms:.1f} ms, ratio {achieved / health['rps']:.2f}: "
-            f"{'met' if met and achieved / health['rps'] >= 0.3 else 'NOT met'}"
-        )
         drained = drain(database_url)
         print(f"drained (outbox published, clearing caught up) in {drained:.1f} s")
 
@@ -183,13 +179,23 @@ def main() -> None:
         )
         print(f"CPU during the closed loop, per accepted redemption: {describe(used, closed_accepted)}")
         report_backlog(database_url, "at the end of the closed loop")
+        # The ratio compares capacities, closed loop to closed loop: the open loop's accepted/s is
+        # the offered rate by construction, so dividing it by /health's maximum would fall as the
+        # stack got faster.
+        ratio = closed_rate / health["rps"] if health["rps"] else 0.0
+        met = achieved >= TARGET_RATE and run.p99_ms <= TARGET_P99_MS and ratio >= 0.3
+        print(
+            f"P1 target (>= {TARGET_RATE} accepted/s with p99 <= {TARGET_P99_MS:.0f} ms, ratio >= 0.3): "
+            f"{achieved:.0f}/s, p99 {run.p99_ms:.1f} ms, ratio {ratio:.2f} (closed-loop accepted/s over "
+            f"/health req/s): {'met' if met else 'NOT met'}"
+        )
         result_line(
             "redemptions_accepted_per_second",
             achieved,
             "1/s",
             f">= {TARGET_RATE} with p99 <= {TARGET_P99_MS:.0f} ms",
             baseline=health["rps"],
-            ratio=achieved / health["rps"] if health["rps"] else None,
+            ratio=ratio,
         )
     finally:
         procs.stop_all()
