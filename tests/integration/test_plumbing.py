@@ -88,14 +88,7 @@ async def test_relay_run_loop_publishes_what_is_enqueued_later(
     producer = make_producer(bootstrap)
     stop = asyncio.Event()
     task = asyncio.create_task(OutboxRelay(pool, producer, schema="loop").run(stop))
-    event = funder_event(1)
-    async with pool.acquire() as conn:
-        await enqueue(conn, topic, event)
-
-    async def published() -> bool:
-        return any(e.event_id == event.event_id for _, _, e in read_topic(bootstrap, topic))
-
-    await eventually("the relay to publish", published)
+    await _enqueue_one_and_see_it_published(pool, bootstrap, topic)
     stop.set()
     await task
     producer.close()
@@ -111,14 +104,7 @@ async def test_a_relay_that_loses_its_lock_connection_stops_rather_than_publish_
     producer = make_producer(bootstrap)
     relay = OutboxRelay(pool, producer, schema="lost")
     task = asyncio.create_task(relay.run(asyncio.Event()))
-    event = funder_event(1)
-    async with pool.acquire() as conn:
-        await enqueue(conn, topic, event)
-
-    async def published() -> bool:
-        return any(e.event_id == event.event_id for _, _, e in read_topic(bootstrap, topic))
-
-    await eventually("the relay to publish", published)
+    await _enqueue_one_and_see_it_published(pool, bootstrap, topic)
     holder = await pool.fetchval(
         "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid::bigint = $1",
         relay._lock_id(),
@@ -245,3 +231,14 @@ async def _processed(pool: asyncpg.Pool, consumer: str) -> int:
 
 async def _dead_letters(pool: asyncpg.Pool) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM outbox WHERE topic LIKE '%dead-letters'"))
+
+
+async def _enqueue_one_and_see_it_published(pool: asyncpg.Pool, bootstrap: str, topic: str) -> None:
+    event = funder_event(1)
+    async with pool.acquire() as conn:
+        await enqueue(conn, topic, event)
+
+    async def published() -> bool:
+        return any(e.event_id == event.event_id for _, _, e in read_topic(bootstrap, topic))
+
+    await eventually("the relay to publish", published)
