@@ -16,6 +16,7 @@ could be sent: the wait a closed loop would hide is measured.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import math
@@ -23,6 +24,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -63,6 +65,8 @@ class OpenLoopResult:
     max_ms: float
     sent_p99_ms: float  # p99 of the time from when each request was sent (what a closed loop sees)
     max_late_ms: float  # the longest a due request waited to be sent (busy connections, or CPU)
+    p99_by_second: tuple[float, ...] = ()  # ms, of the requests due in each second of the run
+    started: float = 0.0  # time.monotonic() when the generator was started (its t = 0, within ms)
 
     def count(self, status: int) -> int:
         return self.codes.get(status, 0)
@@ -116,6 +120,7 @@ def attack(
     """`rate` requests per second for `seconds` over `connections` keep-alive connections, the
     requests taken in order, each once; then the answers, timed from when each was due."""
     results = work / f"{name}.csv"
+    started = time.monotonic()
     subprocess.run(
         [
             str(generator()),
@@ -131,7 +136,9 @@ def attack(
         env={**os.environ, "GOMAXPROCS": "1"},
         check=True,
     )
-    return summarize(parse_csv(results.read_text()), rate=rate, seconds=seconds)
+    return dataclasses.replace(
+        summarize(parse_csv(results.read_text()), rate=rate, seconds=seconds), started=started
+    )
 
 
 def parse_csv(text: str) -> list[Sample]:
@@ -156,6 +163,17 @@ def summarize(samples: Sequence[Sample], *, rate: int, seconds: float) -> OpenLo
         max_ms=latencies[-1] / 1e6,
         sent_p99_ms=percentile(from_sent, 99) / 1e6,
         max_late_ms=max(s.sent_ns - s.due_ns for s in samples) / 1e6,
+        p99_by_second=by_second(samples),
+    )
+
+
+def by_second(samples: Sequence[Sample]) -> tuple[float, ...]:
+    """p99 latency (ms, from the intended send time) of the requests due in each second."""
+    seconds: dict[int, list[int]] = {}
+    for s in samples:
+        seconds.setdefault(s.due_ns // 1_000_000_000, []).append(s.done_ns - s.due_ns)
+    return tuple(
+        percentile(sorted(seconds.get(i, [0])), 99) / 1e6 for i in range(max(seconds) + 1 if seconds else 0)
     )
 
 

@@ -42,8 +42,8 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import open_loop
-from bench.common import env_float, fresh_database, infra, result_line, topic_prefix
+from bench import open_loop, stalls
+from bench.common import env_float, fresh_database, infra, result_line, settle, topic_prefix
 from bench.cpu import CpuMeter, describe
 from services.cli import scenario
 from services.cli.client import Api, wait_for
@@ -93,6 +93,7 @@ def main() -> None:
         )
         codes, tokens = prepare(procs, passes)
         wait_projection(database_url, len(codes))
+        print(f"set-up settled (VACUUM ANALYZE, CHECKPOINT) in {settle(database_url):.1f} s")
         base = procs.url("redemption")
         open_codes, closed_codes = codes[:open_passes], codes[open_passes:]
 
@@ -125,6 +126,8 @@ def main() -> None:
         open_loop.write_requests(requests, base, redemption_requests(open_codes, tokens))
         meter = cpu_meter(procs, database_url)
         before = accepted_count(database_url)
+        pg_before = stalls.postgres_counters(database_url)
+        sampler = stalls.Sampler().start()
         meter.start()
         run = open_loop.attack(
             requests,
@@ -136,6 +139,8 @@ def main() -> None:
             name="redemptions",
         )
         used = meter.stop()
+        machine = sampler.stop()
+        pg_after = stalls.postgres_counters(database_url)
         accepted = accepted_count(database_url) - before
         achieved = run.per_second(201)
         refused = {c: n for c, n in sorted(run.codes.items()) if c != 201}
@@ -149,6 +154,15 @@ def main() -> None:
             f"to be sent)"
         )
         print(f"CPU during the open loop, per accepted redemption: {describe(used, run.count(201))}")
+        worst = stalls.worst_seconds(run.p99_by_second, machine, run.started, over_ms=TARGET_P99_MS)
+        print(
+            "open loop by second (latency from the intended send time): "
+            + stalls.describe_seconds(run.p99_by_second, worst, over_ms=TARGET_P99_MS)
+        )
+        print(
+            "Postgres during the open loop (whole server): "
+            + stalls.describe_postgres(pg_before, pg_after, run.count(201), seconds)
+        )
         report_backlog(database_url, "at the end of the open loop")
         drained = drain(database_url)
         print(f"drained (outbox published, clearing caught up) in {drained:.1f} s")

@@ -29,6 +29,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from deploy.local import Infra, InfraError, KafkaBroker, LocalPostgres, LocalStack
 from deploy.local._process import pid_alive, port_open, wait_until
+from deploy.local.postgres import SERVER_SETTINGS
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +86,19 @@ def test_up_serves_a_topic_and_a_database(infra: Infra) -> None:
 
     assert _read_all(infra.bootstrap_servers, topic, expected=1) == [b"hello"]
     assert _select_one(infra.database_url) == 1
+
+
+def test_the_server_runs_with_the_settings_for_a_write_heavy_system(infra: Infra) -> None:
+    async def shown() -> dict[str, str]:
+        conn = await asyncpg.connect(infra.database_url)
+        try:
+            return {name: await conn.fetchval(f"SHOW {name}") for name in SERVER_SETTINGS}
+        finally:
+            await conn.close()
+
+    # Not PostgreSQL's defaults (128MB, 1GB, 80MB, 5min): SHOW words a value as it was set.
+    assert asyncio.run(shown()) == SERVER_SETTINGS
+    assert SERVER_SETTINGS["max_wal_size"] == "8GB" and SERVER_SETTINGS["checkpoint_timeout"] == "15min"
 
 
 def test_up_again_is_a_no_op(stack: LocalStack, infra: Infra) -> None:

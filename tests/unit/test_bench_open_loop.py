@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from bench import stalls
 from bench.cpu import Process, group_of
-from bench.open_loop import Request, Sample, parse_csv, percentile, summarize, write_requests
+from bench.open_loop import Request, Sample, by_second, parse_csv, percentile, summarize, write_requests
 
 MS = 1_000_000
 
@@ -108,3 +109,34 @@ def test_cpu_is_the_difference_for_a_process_whose_command_line_changed(monkeypa
     meter = cpu.CpuMeter({}, {"bench_x": "postgres (this database)"})
     meter.start()
     assert meter.stop() == {"postgres (this database)": pytest.approx(3.5)}
+
+
+def test_p99_by_second_of_the_due_time():
+    # 3 s at 1,000/s: the second second has a burst of slow answers (its last 20 requests, 300 ms).
+    samples = [on_time(n, 300.0 if 1980 <= n < 2000 else 2.0) for n in range(3000)]
+    assert by_second(samples) == (2.0, 300.0, 2.0)
+    assert summarize(samples, rate=1000, seconds=3).p99_by_second == (2.0, 300.0, 2.0)
+
+
+def test_bad_seconds_are_reported_with_what_the_machine_did_in_them():
+    started = 100.0
+    # I/O pressure and writes accumulate only in the second second (t = 101..102).
+    samples = [
+        stalls.Sample(
+            started + t / 10,
+            io_full_us=0 if t <= 10 else 150_000,
+            cpu_some_us=t * 1000,
+            written_bytes=0 if t <= 10 else 300_000_000,
+        )
+        for t in range(0, 31)
+    ]
+    worst = stalls.worst_seconds((20.0, 220.0, 30.0), samples, started, over_ms=50)
+    assert [(s.index, s.p99_ms) for s in worst] == [(1, 220.0)]
+    assert worst[0].io_stalled_ms == pytest.approx(150.0)
+    assert worst[0].written_mb == pytest.approx(300.0)
+    text = stalls.describe_seconds((20.0, 220.0, 30.0), worst, over_ms=50)
+    assert text.startswith(
+        "1 of 3 seconds had a p99 over 50 ms; the median of the other seconds' p99 is 30.0 ms"
+    )
+    assert "1 s: p99 220 ms, all tasks stalled on I/O 150 ms" in text
+    assert stalls.describe_seconds((20.0, 30.0), [], over_ms=50).startswith("0 of 2 seconds")
