@@ -23,6 +23,7 @@ import asyncpg
 
 PROC = Path("/proc")
 SECTOR = 512
+SHOWN = 8  # bad seconds listed, the worst by p99
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,11 @@ def describe_seconds(p99_by_second: Sequence[float], worst: Sequence[Second], *,
     )
     if not worst:
         return head
+    shown = sorted(sorted(worst, key=lambda s: -s.p99_ms)[:SHOWN], key=lambda s: s.index)
+    if len(shown) < len(worst):
+        head += f" ({len(shown)} worst shown)"
     parts = []
-    for s in worst:
+    for s in shown:
         if s.io_stalled_ms is None:
             parts.append(f"{s.index} s: p99 {s.p99_ms:.0f} ms")
         else:
