@@ -322,9 +322,7 @@ def backlog(database_url: str) -> tuple[int, int]:
     async def read() -> tuple[int, int]:
         conn = await asyncpg.connect(database_url)
         try:
-            unpublished = await conn.fetchval(
-                "SELECT count(*) FROM redemption.outbox WHERE published_at IS NULL"
-            )
+            unpublished = await conn.fetchval("SELECT count(*) FROM redemption.outbox_pending")
             behind = await conn.fetchval(
                 "SELECT (SELECT count(*) FROM redemption.redemptions)"
                 " - (SELECT count(*) FROM clearing.ledger_lines WHERE kind = 'redemption')"

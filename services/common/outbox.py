@@ -1,9 +1,10 @@
 """Transactional outbox and its relay to Kafka.
 
 `enqueue` is called inside the transaction that changes state, so the event exists exactly when
-the change does. The relay publishes unpublished rows in `seq` order with an idempotent producer
-(acks=all) and marks them published only after the broker acknowledged them: a crash in between
-publishes them again with the same event id, which consumers drop (invariant 4).
+the change does, and lists it in `outbox_pending`. The relay publishes the pending rows in `seq`
+order with an idempotent producer (acks=all) and takes them off `outbox_pending` only after the
+broker acknowledged them: a crash in between publishes them again with the same event id, which
+consumers drop (invariant 4). The outbox keeps every event it ever held.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ async def enqueue(
     # Deterministic event ids (statements, dead letters) may be enqueued twice by a redelivery;
     # the first row is the event.
     await conn.execute(
-        "INSERT INTO outbox (event_id, topic, key, partition, body) VALUES ($1, $2, $3, $4, $5) "
-        "ON CONFLICT (event_id) DO NOTHING",
+        "WITH o AS (INSERT INTO outbox (event_id, topic, key, partition, body) VALUES ($1, $2, $3, $4, $5) "
+        "ON CONFLICT (event_id) DO NOTHING RETURNING seq) INSERT INTO outbox_pending (seq) SELECT seq FROM o",
         envelope.event_id,
         topic,
         envelope.key,
@@ -116,17 +117,15 @@ class OutboxRelay:
             metrics.OUTBOX_LAG.labels(self._schema).set(0)
             return 0
         await self._send(rows)
-        await conn.execute(
-            "UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [r.seq for r in rows]
-        )
+        await conn.execute("DELETE FROM outbox_pending WHERE seq = ANY($1::bigint[])", [r.seq for r in rows])
         metrics.EVENTS_OUT.labels(self._schema).inc(len(rows))
         metrics.OUTBOX_LAG.labels(self._schema).set(len(rows) if len(rows) == self._batch_size else 0)
         return len(rows)
 
     async def _fetch(self, conn: asyncpg.Connection) -> list[OutboxRow]:
         records = await conn.fetch(
-            "SELECT seq, topic, key, partition, body FROM outbox "
-            "WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+            "SELECT o.seq, o.topic, o.key, o.partition, o.body FROM outbox_pending p JOIN outbox o USING (seq) "
+            "ORDER BY p.seq LIMIT $1",
             self._batch_size,
         )
         # Positional (the SELECT lists the fields in OutboxRow's order): `OutboxRow(**dict(r))` took
@@ -168,7 +167,7 @@ async def enqueue_many(conn: asyncpg.Connection, topic: str, envelopes: list[Env
 async def enqueue_encoded(conn: asyncpg.Connection, topic: str, rows: list[tuple[UUID, str, bytes]]) -> None:
     """`enqueue_many` for envelopes already encoded: (event id, key, the envelope's JSON)."""
     await conn.executemany(
-        "INSERT INTO outbox (event_id, topic, key, partition, body) VALUES ($1, $2, $3, NULL, $4) "
-        "ON CONFLICT (event_id) DO NOTHING",
+        "WITH o AS (INSERT INTO outbox (event_id, topic, key, partition, body) VALUES ($1, $2, $3, NULL, $4) "
+        "ON CONFLICT (event_id) DO NOTHING RETURNING seq) INSERT INTO outbox_pending (seq) SELECT seq FROM o",
         [(event_id, topic, key, body) for event_id, key, body in rows],
     )

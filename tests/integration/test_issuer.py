@@ -410,7 +410,7 @@ async def test_erasure_leaves_events_and_totals_intact(issuer, pg, bootstrap, to
 
 
 async def _drained(pg: asyncpg.Connection) -> bool:
-    return await pg.fetchval("SELECT count(*) FROM issuer.outbox WHERE published_at IS NULL") == 0  # type: ignore[no-any-return]
+    return await pg.fetchval("SELECT count(*) FROM issuer.outbox_pending") == 0  # type: ignore[no-any-return]
 
 
 async def test_a_booklet_prints_as_a_pdf_sheet_with_its_codes(issuer) -> None:  # type: ignore[no-untyped-def]

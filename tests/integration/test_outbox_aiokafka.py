@@ -55,7 +55,7 @@ async def test_the_bulk_relay_publishes_in_outbox_order_per_key(
         await enqueue_many(conn, topic, envelopes[3000:])
 
     async def drained() -> bool:
-        return await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0  # type: ignore[no-any-return]
+        return await pool.fetchval("SELECT count(*) FROM outbox_pending") == 0  # type: ignore[no-any-return]
 
     try:
         await eventually("the outbox to drain", drained)

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -14,7 +15,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 
 from schemas.events import FunderRegistered, SiteRegistered
 from schemas.topics import Topic, topic_name
-from services.common.db import create_pool, migrate
+from services.common.db import PLUMBING_SQL, create_pool, migrate
 from services.common.events import EventFactory
 from services.common.kafka import EventConsumer, Handler, ensure_topics, make_producer
 from services.common.outbox import OutboxRelay, enqueue
@@ -79,6 +80,63 @@ async def test_relay_publishes_committed_events_in_outbox_order_and_never_rolled
     producer.close()
     published = [e.event_id for _, _, e in read_topic(bootstrap, topic)[before:]]
     assert published == [e.event_id for e in sent]
+
+
+async def test_an_event_enqueued_again_after_it_was_published_is_not_published_again(
+    pool: asyncpg.Pool, bootstrap: str, topics: str
+) -> None:
+    """Deterministic ids (statements, dead letters) may be enqueued again by a redelivery, even
+    after the first was published: the outbox keeps every event, so the second is a no-op."""
+    topic = topic_name(Topic.ISSUER, topics)
+    event = funder_event(7)
+    producer = make_producer(bootstrap)
+    relay = OutboxRelay(pool, producer, schema="again")
+    async with pool.acquire() as conn:
+        await enqueue(conn, topic, event)
+    assert await relay.publish_once() == 1
+    async with pool.acquire() as conn:
+        await enqueue(conn, topic, event)
+    assert await relay.publish_once() == 0
+    producer.close()
+    assert [e.event_id for _, _, e in read_topic(bootstrap, topic)].count(event.event_id) == 1
+    assert await pool.fetchval("SELECT count(*) FROM outbox_pending") == 0
+
+
+async def test_an_outbox_upgraded_with_unpublished_rows_publishes_exactly_those(
+    database_url: str, bootstrap: str, topics: str, tmp_path: Path
+) -> None:
+    """Migration 000_plumbing_2 on an outbox the previous relay had partly published (published_at
+    set on some rows): the others become pending, and the relay publishes them and only them."""
+    schema = f"upgrade_{uuid.uuid4().hex[:8]}"
+    topic = topic_name(Topic.ISSUER, topics)
+    events = [funder_event(n) for n in range(5)]
+    pool = await create_pool(database_url, schema)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
+            await conn.execute((PLUMBING_SQL / "000_plumbing.sql").read_text())
+            await conn.execute("INSERT INTO schema_migrations (name) VALUES ('000_plumbing.sql')")
+            await conn.executemany(
+                "INSERT INTO outbox (event_id, topic, key, body, published_at) VALUES ($1, $2, $3, $4, $5)",
+                [
+                    (e.event_id, topic, e.key, e.to_bytes(), None if n >= 3 else datetime.now(UTC))
+                    for n, e in enumerate(events)
+                ],
+            )
+        (tmp_path / "service").mkdir()
+        assert await migrate(pool, schema, tmp_path / "service") == ["000_plumbing_2_outbox_pending.sql"]
+        before = len(read_topic(bootstrap, topic))
+        producer = make_producer(bootstrap)
+        assert await OutboxRelay(pool, producer, schema=schema).publish_once() == 2
+        producer.close()
+        assert [e.event_id for _, _, e in read_topic(bootstrap, topic)[before:]] == [
+            e.event_id for e in events[3:]
+        ]
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 5  # the outbox keeps every event
+    finally:
+        await pool.close()
 
 
 async def test_relay_run_loop_publishes_what_is_enqueued_later(
