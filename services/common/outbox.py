@@ -1,10 +1,11 @@
 """Transactional outbox and its relay to Kafka.
 
 `enqueue` is called inside the transaction that changes state, so the event exists exactly when
-the change does, and lists it in `outbox_pending`. The relay publishes the pending rows in `seq`
-order with an idempotent producer (acks=all) and takes them off `outbox_pending` only after the
-broker acknowledged them: a crash in between publishes them again with the same event id, which
-consumers drop (invariant 4). The outbox keeps every event it ever held.
+the change does, and is pending from then (`outbox_pending`, filled by a trigger on the outbox).
+The relay publishes the pending rows in `seq` order with an idempotent producer (acks=all) and
+takes them off `outbox_pending` only after the broker acknowledged them: a crash in between
+publishes them again with the same event id, which consumers drop (invariant 4). The outbox
+keeps every event it ever held.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ async def enqueue(
     # Deterministic event ids (statements, dead letters) may be enqueued twice by a redelivery;
     # the first row is the event.
     await conn.execute(
-        "WITH o AS (INSERT INTO outbox (event_id, topic, key, partition, body) VALUES ($1, $2, $3, $4, $5) "
-        "ON CONFLICT (event_id) DO NOTHING RETURNING seq) INSERT INTO outbox_pending (seq) SELECT seq FROM o",
+        "INSERT INTO outbox (event_id, topic, key, partition, body) VALUES ($1, $2, $3, $4, $5) "
+        "ON CONFLICT (event_id) DO NOTHING",
         envelope.event_id,
         topic,
         envelope.key,
@@ -167,7 +168,7 @@ async def enqueue_many(conn: asyncpg.Connection, topic: str, envelopes: list[Env
 async def enqueue_encoded(conn: asyncpg.Connection, topic: str, rows: list[tuple[UUID, str, bytes]]) -> None:
     """`enqueue_many` for envelopes already encoded: (event id, key, the envelope's JSON)."""
     await conn.executemany(
-        "WITH o AS (INSERT INTO outbox (event_id, topic, key, partition, body) VALUES ($1, $2, $3, NULL, $4) "
-        "ON CONFLICT (event_id) DO NOTHING RETURNING seq) INSERT INTO outbox_pending (seq) SELECT seq FROM o",
+        "INSERT INTO outbox (event_id, topic, key, partition, body) VALUES ($1, $2, $3, NULL, $4) "
+        "ON CONFLICT (event_id) DO NOTHING",
         [(event_id, topic, key, body) for event_id, key, body in rows],
     )

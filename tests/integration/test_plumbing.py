@@ -102,6 +102,26 @@ async def test_an_event_enqueued_again_after_it_was_published_is_not_published_a
     assert await pool.fetchval("SELECT count(*) FROM outbox_pending") == 0
 
 
+async def test_every_row_the_outbox_takes_is_pending_whoever_inserts_it(pool: asyncpg.Pool) -> None:
+    """The trigger, not the callers, keeps outbox_pending: a plain INSERT (as the previous version
+    of a service, still running during an upgrade, writes it) is pending in its transaction, a row
+    skipped by ON CONFLICT is not pending twice, and a rolled-back one is not pending at all."""
+    events = [funder_event(n) for n in range(3)]
+    insert = "INSERT INTO outbox (event_id, topic, key, body) VALUES ($1, 't', $2, $3) ON CONFLICT (event_id) DO NOTHING"
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.executemany(insert, [(e.event_id, e.key, e.to_bytes()) for e in events[:2]])
+            await conn.execute(insert, events[0].event_id, events[0].key, events[0].to_bytes())
+        with pytest.raises(RuntimeError):
+            async with conn.transaction():
+                await conn.execute(insert, events[2].event_id, events[2].key, events[2].to_bytes())
+                raise RuntimeError("rolled back")
+        pending = await conn.fetch(
+            "SELECT o.event_id FROM outbox_pending p JOIN outbox o USING (seq) ORDER BY p.seq"
+        )
+    assert [r["event_id"] for r in pending] == [e.event_id for e in events[:2]]
+
+
 async def test_an_outbox_upgraded_with_unpublished_rows_publishes_exactly_those(
     database_url: str, bootstrap: str, topics: str, tmp_path: Path
 ) -> None:
