@@ -57,6 +57,7 @@ BOOKLET = 100
 CLOSED_LOOP_CEILING = 8_000  # passes per second of the closed loop provisioned for (none reused)
 TARGET_RATE = 3_000
 TARGET_P99_MS = 50.0
+PROBE_SECONDS = 10.0
 
 
 def main() -> None:
@@ -119,6 +120,13 @@ def main() -> None:
             f"baseline GET /health, open loop at {rate}/s offered for 15 s: {floor.per_second(200):.0f} answered/s, "
             f"p50 {floor.p50_ms:.1f} ms, p99 {floor.p99_ms:.1f} ms, max {floor.max_ms:.1f} ms "
             f"(over {open_connections} connections, latency from each request's intended send time)"
+        )
+
+        # The disk under the commits, on its own: a durable commit waits for one WAL flush. (The
+        # work directory is in /tmp, on the database's disk when the stack is local: one disk here.)
+        probe = stalls.disk_flush_probe(work, seconds=PROBE_SECONDS)
+        print(
+            f"disk flushes on the idle stack, before the open loop: {stalls.describe_probe(probe, PROBE_SECONDS)}"
         )
 
         # P1: open loop at the target rate.

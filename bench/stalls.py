@@ -12,6 +12,7 @@ it was. Linux only: elsewhere the sampler records nothing and the report says so
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -182,3 +183,49 @@ def describe_postgres(before: dict[str, int], after: dict[str, int], accepted: i
             "of new table and index pages (written out later by the kernel)"
         )
     return text
+
+
+@dataclass(frozen=True)
+class FlushProbe:
+    flushes: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    over_50_ms: int
+
+
+def disk_flush_probe(directory: Path, *, seconds: float = 10.0, every: float = 0.002) -> FlushProbe:
+    """What one durable commit costs the disk on its own: an 8 kB write and an fdatasync every
+    `every` seconds (a WAL flush), in `directory` (on the database's disk), for `seconds`."""
+    path = directory / f".flush-probe-{os.getpid()}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    latencies = []
+    try:
+        block = b"\0" * 8192
+        end = time.monotonic() + seconds
+        n = 0
+        while time.monotonic() < end:
+            os.pwrite(fd, block, (n % 1024) * len(block))
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            latencies.append((time.perf_counter() - started) * 1000)
+            n += 1
+            time.sleep(every)
+    finally:
+        os.close(fd)
+        path.unlink()
+    latencies.sort()
+    return FlushProbe(
+        len(latencies),
+        latencies[len(latencies) // 2],
+        latencies[max(0, -(-99 * len(latencies) // 100) - 1)],
+        latencies[-1],
+        sum(1 for ms in latencies if ms > 50),
+    )
+
+
+def describe_probe(probe: FlushProbe, seconds: float) -> str:
+    return (
+        f"{probe.flushes} flushes (8 kB write + fdatasync every 2 ms for {seconds:.0f} s): p50 {probe.p50_ms:.2f} ms, "
+        f"p99 {probe.p99_ms:.2f} ms, max {probe.max_ms:.1f} ms, {probe.over_50_ms} over 50 ms"
+    )

@@ -140,3 +140,11 @@ def test_bad_seconds_are_reported_with_what_the_machine_did_in_them():
     )
     assert "1 s: p99 220 ms, all tasks stalled on I/O 150 ms" in text
     assert stalls.describe_seconds((20.0, 30.0), [], over_ms=50).startswith("0 of 2 seconds")
+
+
+def test_the_disk_flush_probe_times_each_flush(tmp_path: Path):
+    probe = stalls.disk_flush_probe(tmp_path, seconds=0.05, every=0.001)
+    assert probe.flushes > 0 and 0 < probe.p50_ms <= probe.p99_ms <= probe.max_ms
+    assert probe.over_50_ms == 0 or probe.max_ms > 50
+    assert list(tmp_path.iterdir()) == []  # its file is gone
+    assert stalls.describe_probe(probe, 0.05).startswith(f"{probe.flushes} flushes (8 kB write + fdatasync")
