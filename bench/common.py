@@ -13,6 +13,7 @@ import uuid
 import asyncpg
 
 from deploy.local.stack import ensure_infra, stop_infra
+from services.common.kafka import delete_topics
 
 _bootstrap_servers: str | None = None
 
@@ -83,18 +84,9 @@ def topic_prefix(stem: str) -> str:
 
 
 def _delete_topics(prefix: str) -> None:
-    from kafka.admin import KafkaAdminClient
-
     servers = _bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if servers is None:
-        return
-    admin = KafkaAdminClient(bootstrap_servers=servers)
-    try:
-        mine = [topic for topic in admin.list_topics() if topic.startswith(prefix)]
-        if mine:
-            admin.delete_topics(mine, timeout_ms=30_000)
-    finally:
-        admin.close()
+    if servers is not None:
+        delete_topics(servers, prefix)
 
 
 def env_float(name: str, default: float) -> float:

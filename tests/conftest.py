@@ -34,9 +34,13 @@ def unique(stem: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def topic_prefix(request: pytest.FixtureRequest) -> str:
-    """Topics of one test module never meet another module's events."""
-    return f"t-{request.module.__name__.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:8]}."
+def topic_prefix(request: pytest.FixtureRequest, bootstrap: str) -> Iterator[str]:
+    """Topics of one test module never meet another module's events, and go when it ends."""
+    from services.common.kafka import delete_topics
+
+    prefix = f"t-{request.module.__name__.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:8]}."
+    yield prefix
+    delete_topics(bootstrap, prefix)
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,20 @@ def ensure_topics(bootstrap: str, prefix: str, *, timeout: float = 30.0) -> list
         admin.close()
 
 
+def delete_topics(bootstrap: str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (a test module's or a benchmark's own
+    topics, when it ends); returns their names. Left behind, they pile up on a developer's broker:
+    4,780 partition directories were found on one after a few weeks of runs."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="passclear-admin")
+    try:
+        mine = [topic for topic in admin.list_topics() if topic.startswith(prefix)]
+        if mine:
+            admin.delete_topics(mine, timeout_ms=30_000)
+        return mine
+    finally:
+        admin.close()
+
+
 def _await_metadata(bootstrap: str, wanted: dict[str, TopicSpec], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)

@@ -17,7 +17,7 @@ from schemas.events import FunderRegistered, SiteRegistered
 from schemas.topics import Topic, topic_name
 from services.common.db import PLUMBING_SQL, create_pool, migrate
 from services.common.events import EventFactory
-from services.common.kafka import EventConsumer, Handler, ensure_topics, make_producer
+from services.common.kafka import EventConsumer, Handler, delete_topics, ensure_topics, make_producer
 from services.common.outbox import OutboxRelay, enqueue
 from services.common.ports import RandomIds, SystemClock
 from tests.integration.helpers import eventually, read_topic
@@ -42,6 +42,20 @@ async def test_every_migration_applies_from_empty_and_only_once(database_url: st
         assert await migrate(pool, f"stairs_{service}", SERVICES / service / "migrations") == []
     finally:
         await pool.close()
+
+
+def test_delete_topics_removes_a_prefix_s_topics_and_only_those(bootstrap: str, topics: str) -> None:
+    prefix = f"gone-{uuid.uuid4().hex[:8]}."
+    created = ensure_topics(bootstrap, prefix)
+    assert created and all(name.startswith(prefix) for name in created)
+    assert sorted(delete_topics(bootstrap, prefix)) == sorted(created)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        left = set(admin.list_topics())
+    finally:
+        admin.close()
+    assert not any(name.startswith(prefix) for name in left)
+    assert topic_name(Topic.ISSUER, topics) in left  # another prefix's topics stay
 
 
 @pytest.fixture
