@@ -177,11 +177,10 @@ def describe_postgres(before: dict[str, int], after: dict[str, int], accepted: i
         f"WAL {d['wal_bytes'] / per / 1000:.2f} kB per accepted redemption "
         f"({d['wal_records'] / per:.1f} records, {d['wal_fpi']} full-page images in all)"
     )
-    if "wal_flushes" in d:
-        text += (
-            f", {d['wal_flushes'] / seconds:.0f} WAL flushes/s, {d['pages_added'] * 8192 / 1e6 / seconds:.1f} MB/s "
-            "of new table and index pages (written out later by the kernel)"
-        )
+    if d.get("wal_flushes"):  # pg_stat_io counts WAL flushes from PostgreSQL 18 on
+        text += f", {d['wal_flushes'] / seconds:.0f} WAL flushes/s"
+    if "pages_added" in d:
+        text += f", {d['pages_added'] * 8192 / 1e6 / seconds:.1f} MB/s of new table and index pages (written out later by the kernel)"
     return text
 
 

@@ -148,3 +148,18 @@ def test_the_disk_flush_probe_times_each_flush(tmp_path: Path):
     assert probe.over_50_ms == 0 or probe.max_ms > 50
     assert list(tmp_path.iterdir()) == []  # its file is gone
     assert stalls.describe_probe(probe, 0.05).startswith(f"{probe.flushes} flushes (8 kB write + fdatasync")
+
+
+def test_postgres_figures_per_redemption_and_no_flush_rate_where_the_server_counts_none():
+    before = {"wal_bytes": 0, "wal_records": 0, "wal_fpi": 0, "wal_flushes": 0, "pages_added": 0}
+    after = {
+        "wal_bytes": 2_430_000,
+        "wal_records": 17_500,
+        "wal_fpi": 3,
+        "wal_flushes": 6_000,
+        "pages_added": 600,
+    }
+    text = stalls.describe_postgres(before, after, 1000, 10)
+    assert text.startswith("WAL 2.43 kB per accepted redemption (17.5 records, 3 full-page images in all)")
+    assert "600 WAL flushes/s" in text and "0.5 MB/s of new table and index pages" in text
+    assert "flushes" not in stalls.describe_postgres(before, {**after, "wal_flushes": 0}, 1000, 10)
