@@ -34,26 +34,25 @@ def _keep() -> bool:
     return os.environ.get("BENCH_KEEP", "") not in ("", "0")
 
 
+def execute(url: str, *statements: str) -> None:
+    """Run `statements` in order on one connection to `url`, each on its own (no transaction)."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def fresh_database(base_url: str, stem: str) -> str:
     name = f"bench_{stem}_{uuid.uuid4().hex[:8]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(base_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(base_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
+    execute(base_url, f'CREATE DATABASE "{name}"')
     if not _keep():
-        atexit.register(lambda: asyncio.run(drop()))
+        atexit.register(execute, base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return base_url.rsplit("/", 1)[0] + "/" + name
 
 
@@ -63,16 +62,8 @@ def settle(database_url: str) -> float:
     autovacuum of freshly loaded tables (in a real programme, passes are issued days before they
     are redeemed). Returns the seconds it took."""
 
-    async def run() -> None:
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute("VACUUM (ANALYZE)")
-            await conn.execute("CHECKPOINT")
-        finally:
-            await conn.close()
-
     started = time.monotonic()
-    asyncio.run(run())
+    execute(database_url, "VACUUM (ANALYZE)", "CHECKPOINT")
     return time.monotonic() - started
 
 
