@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -18,7 +20,7 @@ from schemas.topics import Topic, topic_name
 from services.common.db import PLUMBING_SQL, create_pool, migrate
 from services.common.events import EventFactory
 from services.common.kafka import EventConsumer, Handler, delete_topics, ensure_topics, make_producer
-from services.common.outbox import OutboxRelay, enqueue
+from services.common.outbox import PENDING_ROWS_SQL, OutboxRelay, enqueue
 from services.common.ports import RandomIds, SystemClock
 from tests.integration.helpers import eventually, read_topic
 
@@ -134,6 +136,37 @@ async def test_every_row_the_outbox_takes_is_pending_whoever_inserts_it(pool: as
             "SELECT o.event_id FROM outbox_pending p JOIN outbox o USING (seq) ORDER BY p.seq"
         )
     assert [r["event_id"] for r in pending] == [e.event_id for e in events[:2]]
+
+
+async def test_the_relay_reads_only_the_pending_rows_however_many_the_outbox_holds(pool: asyncpg.Pool) -> None:
+    """The outbox keeps every event; the relay's read must not walk the published ones. The
+    statistics are those of a young outbox (analyzed when it held 3,000 rows, all pending), as
+    autoanalyze left them in the P1 bench, when the planner merge-joined pending rows with the
+    whole outbox index; then 30,000 rows are published and 300 more enqueued."""
+    insert = (
+        "INSERT INTO outbox (event_id, topic, key, body) "
+        "SELECT gen_random_uuid(), 't', 'k', convert_to(repeat('x', 700), 'UTF8') FROM generate_series(1, $1)"
+    )
+    async with pool.acquire() as conn:
+        await conn.execute("ALTER TABLE outbox SET (autovacuum_enabled = false)")
+        await conn.execute("ALTER TABLE outbox_pending SET (autovacuum_enabled = false)")
+        await conn.execute(insert, 3000)
+        await conn.execute("ANALYZE outbox")
+        await conn.execute("ANALYZE outbox_pending")
+        await conn.execute(insert, 30_000)
+        await conn.execute("DELETE FROM outbox_pending")  # all published
+        await conn.execute(insert, 300)
+        plan = json.loads(
+            await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {PENDING_ROWS_SQL}", 20_000)
+        )[0]
+    read = sum(n["Actual Rows"] * n["Actual Loops"] for n in _nodes(plan["Plan"]) if n.get("Relation Name") == "outbox")
+    assert read == 300, f"the relay read {read:.0f} outbox rows to publish 300"
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)
 
 
 async def test_an_outbox_upgraded_with_unpublished_rows_publishes_exactly_those(
