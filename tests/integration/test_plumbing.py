@@ -138,7 +138,9 @@ async def test_every_row_the_outbox_takes_is_pending_whoever_inserts_it(pool: as
     assert [r["event_id"] for r in pending] == [e.event_id for e in events[:2]]
 
 
-async def test_the_relay_reads_only_the_pending_rows_however_many_the_outbox_holds(pool: asyncpg.Pool) -> None:
+async def test_the_relay_reads_only_the_pending_rows_however_many_the_outbox_holds(
+    pool: asyncpg.Pool,
+) -> None:
     """The outbox keeps every event; the relay's read must not walk the published ones. The
     statistics are those of a young outbox (analyzed when it held 3,000 rows, all pending), as
     autoanalyze left them in the P1 bench, when the planner merge-joined pending rows with the
@@ -159,7 +161,11 @@ async def test_the_relay_reads_only_the_pending_rows_however_many_the_outbox_hol
         plan = json.loads(
             await conn.fetchval(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {PENDING_ROWS_SQL}", 20_000)
         )[0]
-    read = sum(n["Actual Rows"] * n["Actual Loops"] for n in _nodes(plan["Plan"]) if n.get("Relation Name") == "outbox")
+    read = sum(
+        n["Actual Rows"] * n["Actual Loops"]
+        for n in _nodes(plan["Plan"])
+        if n.get("Relation Name") == "outbox"
+    )
     assert read == 300, f"the relay read {read:.0f} outbox rows to publish 300"
 
 
