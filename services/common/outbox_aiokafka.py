@@ -31,6 +31,7 @@ class AioKafkaOutboxRelay(OutboxRelay):
         schema: str,
         batch_size: int = 20_000,
         idle_seconds: float = 0.02,
+        idle_max_seconds: float = 0.16,
         linger_seconds: float = 0.0,
     ) -> None:
         # No kafka-python producer: this relay owns an aiokafka one, started in run().
@@ -40,6 +41,7 @@ class AioKafkaOutboxRelay(OutboxRelay):
             schema=schema,
             batch_size=batch_size,
             idle_seconds=idle_seconds,
+            idle_max_seconds=idle_max_seconds,
             linger_seconds=linger_seconds,
         )
         self._bootstrap = bootstrap_servers

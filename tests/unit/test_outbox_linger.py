@@ -1,5 +1,6 @@
 """The outbox relay's pauses between batches: none while a backlog is read, the linger after a
-batch that emptied the outbox, the idle poll after an empty read (no database: the loop alone)."""
+batch that emptied the outbox, the idle poll after an empty read, longer after each further one
+(no database: the loop alone)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,15 @@ async def _pauses(monkeypatch: pytest.MonkeyPatch, linger: float, reads: list[in
         return stop_.is_set()
 
     monkeypatch.setattr(outbox, "_wait", wait)
-    relay = OutboxRelay(_Pool(), None, schema="s", batch_size=100, idle_seconds=0.02, linger_seconds=linger)  # type: ignore[arg-type]
+    relay = OutboxRelay(
+        _Pool(),  # type: ignore[arg-type]
+        None,
+        schema="s",
+        batch_size=100,
+        idle_seconds=0.02,
+        idle_max_seconds=0.16,
+        linger_seconds=linger,
+    )
     monkeypatch.setattr(relay, "publish_once", publish_once)
     await relay.run(stop)
     return pauses
@@ -67,3 +76,12 @@ async def test_without_a_linger_a_relay_reads_again_at_once_after_a_partial_batc
 ) -> None:
     pauses = await _pauses(monkeypatch, 0.0, [100, 7, 0, 3])
     assert pauses == [0.02, 0.02]
+
+
+async def test_an_idle_relay_polls_less_and_less_often_and_at_once_again_after_an_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # five empty reads (backing off to the maximum), an event (linger), then empty reads again,
+    # backing off from the start (the script's end is one more empty read)
+    pauses = await _pauses(monkeypatch, 0.05, [0, 0, 0, 0, 0, 1, 0, 0])
+    assert pauses == [0.02, 0.04, 0.08, 0.16, 0.16, 0.05, 0.02, 0.04, 0.08]
