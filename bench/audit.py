@@ -41,7 +41,7 @@ from schemas.pass_codes import ALPHABET, make_code
 from schemas.topics import TOPICS, Topic, topic_name
 from services.auditor.kafka_log import KafkaLog
 from services.clearing.domain import statements as core
-from services.common.kafka import ensure_topics
+from services.common.kafka import COMPRESSION, ensure_topics
 
 N = int(os.environ.get("AUDIT_BENCH_N", 1_000_000))
 SITES = int(os.environ.get("AUDIT_BENCH_SITES", 2_000))
@@ -206,6 +206,7 @@ async def publish(bootstrap: str, prefix: str, log: dict[Topic, list[tuple[int, 
         bootstrap_servers=bootstrap,
         acks="all",
         enable_idempotence=True,
+        compression_type=COMPRESSION,  # as the services' relays write the log
         linger_ms=20,
         max_batch_size=1024 * 1024,
         max_request_size=8 * 1024 * 1024,

@@ -23,6 +23,7 @@ from schemas.envelope import Envelope
 from schemas.events import FunderShare, PassRedeemed
 from schemas.topics import Topic, topic_name
 from services.common.dead_letters import Incoming
+from services.common.kafka import COMPRESSION
 
 TARGET = 20_000.0
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -62,7 +63,11 @@ def events(count: int, sites: int) -> list[tuple[bytes, bytes]]:
 
 async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
+        bootstrap_servers=bootstrap,
+        acks="all",
+        compression_type=COMPRESSION,  # as the redemption relay writes the topic
+        linger_ms=20,
+        max_batch_size=512 * 1024,
     )
     await producer.start()
     try:

@@ -31,6 +31,14 @@ LAG_REPORT_SECONDS = 5.0
 Handler = Callable[[asyncpg.Connection, Envelope, Payload], Awaitable[None]]
 
 
+# Every producer of the system compresses its batches with lz4 (the relays', and the benchmarks'
+# stand-ins for them). Events are JSON with repeated keys, a programme's funders and a site's ids:
+# a batch of 50 PassRedeemed events (42.7 kB) takes 21 % of its size with lz4 (zstd 12 %, at more
+# CPU). The broker keeps the batches as produced; every consumer here reads them (aiokafka and
+# faust through cramjam, kafka-python through lz4, the auditor's librdkafka natively).
+COMPRESSION = "lz4"
+
+
 def make_producer(bootstrap: str) -> KafkaProducer:
     return KafkaProducer(
         bootstrap_servers=bootstrap,
@@ -38,7 +46,7 @@ def make_producer(bootstrap: str) -> KafkaProducer:
         enable_idempotence=True,
         linger_ms=5,
         batch_size=256 * 1024,
-        compression_type=None,
+        compression_type=COMPRESSION,
         client_id="passclear-relay",
     )
 

@@ -18,6 +18,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from services.common.kafka import COMPRESSION
 from services.common.outbox import OutboxRelay, OutboxRow
 from services.common.settings import KafkaSettings
 
@@ -52,6 +53,7 @@ class AioKafkaOutboxRelay(OutboxRelay):
             bootstrap_servers=self._bootstrap,
             acks="all",
             enable_idempotence=True,
+            compression_type=COMPRESSION,
             linger_ms=5,
             max_batch_size=1024 * 1024,
             max_request_size=8 * 1024 * 1024,
