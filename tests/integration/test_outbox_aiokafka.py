@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from functools import partial
 
+import asyncpg
 import pytest
 from kafka import KafkaAdminClient
 from kafka.partitioner.default import murmur2
@@ -35,17 +37,7 @@ async def test_the_bulk_relay_publishes_in_outbox_order_per_key(
     for n in range(6000):
         key = keys[n % len(keys)]
         sent[key].append(n)
-        envelopes.append(
-            Envelope(
-                event_id=uuid.uuid4(),
-                type="Probe",
-                schema_version=1,
-                occurred_at="2026-11-24T00:00:00Z",  # type: ignore[arg-type]
-                producer="test",
-                key=key,
-                payload={"n": n},
-            )
-        )
+        envelopes.append(_envelope("Probe", key, {"n": n}))
     async with pool.acquire() as conn, conn.transaction():
         await enqueue_many(conn, topic, envelopes[:3000])
     stop = asyncio.Event()
@@ -55,11 +47,8 @@ async def test_the_bulk_relay_publishes_in_outbox_order_per_key(
     async with pool.acquire() as conn, conn.transaction():
         await enqueue_many(conn, topic, envelopes[3000:])
 
-    async def drained() -> bool:
-        return await pool.fetchval("SELECT count(*) FROM outbox_pending") == 0  # type: ignore[no-any-return]
-
     try:
-        await eventually("the outbox to drain", drained)
+        await eventually("the outbox to drain", partial(_drained, pool))
     finally:
         stop.set()
         await relay
@@ -74,15 +63,27 @@ async def test_the_bulk_relay_publishes_in_outbox_order_per_key(
     assert seen == sent
 
 
-def _redemption_like(n: int, site: str, funders: list[dict[str, object]]) -> Envelope:
+async def _drained(pool: asyncpg.Pool) -> bool:
+    return await pool.fetchval("SELECT count(*) FROM outbox_pending") == 0  # type: ignore[no-any-return]
+
+
+def _envelope(type_: str, key: str, payload: dict[str, object]) -> Envelope:
     return Envelope(
         event_id=uuid.uuid4(),
-        type="PassRedeemed",
+        type=type_,
         schema_version=1,
         occurred_at="2026-11-24T09:30:00.123456Z",  # type: ignore[arg-type]
-        producer="redemption",
-        key=site,
-        payload={
+        producer="test",
+        key=key,
+        payload=payload,
+    )
+
+
+def _redemption_like(n: int, site: str, funders: list[dict[str, object]]) -> Envelope:
+    return _envelope(
+        "PassRedeemed",
+        site,
+        {
             "redemption_id": str(uuid.uuid4()),
             "pass_id": str(uuid.uuid4()),
             "site_id": site,
@@ -139,11 +140,7 @@ async def test_both_relays_write_compressed_batches(
             task = asyncio.create_task(
                 AioKafkaOutboxRelay(pool, bootstrap, schema=schema, batch_size=500).run(stop)
             )
-
-            async def drained() -> bool:
-                return await pool.fetchval("SELECT count(*) FROM outbox_pending") == 0  # type: ignore[no-any-return]
-
-            await eventually("the outbox to drain", drained)
+            await eventually("the outbox to drain", partial(_drained, pool))
             stop.set()
             await task
         else:
