@@ -55,12 +55,16 @@ SUPERUSER = "postgres"
 # Checkpoints now come on time every 15 minutes, spread over 90 % of it, WAL in between bounded by
 # max_wal_size; shared buffers hold the hot tables and indexes, so backends rarely write pages out
 # themselves. Durability unchanged: fsync, full_page_writes and synchronous_commit stay on.
+# Autovacuum looks at each database every 5 s instead of every minute: the outboxes are queues
+# (pruned by their relays), and their freed pages are reused only once vacuumed
+# (services/common/sql/000_plumbing_3_outbox_queue.sql).
 SERVER_SETTINGS = {
     "shared_buffers": "1GB",
     "max_wal_size": "8GB",
     "min_wal_size": "1GB",
     "checkpoint_timeout": "15min",
     "checkpoint_completion_target": "0.9",
+    "autovacuum_naptime": "5s",
 }
 
 

@@ -10,7 +10,7 @@ import asyncpg
 import structlog
 
 from schemas.events import DeadLetterRecorded
-from services.common import metrics
+from services.common import inbox, metrics
 from services.common.events import EventFactory
 from services.common.outbox import enqueue
 
@@ -56,6 +56,10 @@ async def record_dead_letter(
     envelope = events.envelope(payload, key=consumer).model_copy(
         update={"event_id": uuid.uuid5(DEAD_LETTER_NS, position)}
     )
+    # Recorded as processed, so a redelivery is dead-lettered once even after the outbox pruned the
+    # first one (the outbox's unique event id drops a repeat only while it holds the first).
+    if not await inbox.first_time(conn, consumer, envelope.event_id):
+        return
     await enqueue(conn, dead_letter_topic, envelope)
     metrics.DEAD_LETTERS.labels(consumer).inc()
 

@@ -9,5 +9,10 @@ REQUEST_SECONDS = Histogram("passclear_http_request_seconds", "HTTP request late
 EVENTS_OUT = Counter("passclear_events_published_total", "Events published from the outbox", ["service"])
 EVENTS_IN = Counter("passclear_events_consumed_total", "Events applied by a consumer", ["consumer"])
 DEAD_LETTERS = Counter("passclear_dead_letters_total", "Messages sent to the dead-letter topic", ["consumer"])
+EVENTS_PRUNED = Counter(
+    "passclear_outbox_pruned_total",
+    "Published events deleted from the outbox after its retention",
+    ["service"],
+)
 OUTBOX_LAG = Gauge("passclear_outbox_lag", "Outbox rows waiting for the relay", ["service"])
 CONSUMER_LAG = Gauge("passclear_consumer_lag", "Messages behind the end of the topic", ["consumer"])

@@ -4,13 +4,15 @@
 the change does, and is pending from then (`outbox_pending`, filled by a trigger on the outbox).
 The relay publishes the pending rows in `seq` order with an idempotent producer (acks=all) and
 takes them off `outbox_pending` only after the broker acknowledged them: a crash in between
-publishes them again with the same event id, which consumers drop (invariant 4). The outbox
-keeps every event it ever held.
+publishes them again with the same event id, which consumers drop (invariant 4). Once a second,
+the relay deletes the published rows older than the outbox's retention (`OutboxSettings`; by
+default none is kept): the topics keep every event, and a pruned outbox reuses its pages.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from dataclasses import dataclass
 from uuid import UUID
@@ -21,6 +23,7 @@ from kafka import KafkaProducer
 
 from schemas.envelope import Envelope
 from services.common import metrics
+from services.common.settings import OutboxSettings
 
 log = structlog.get_logger()
 
@@ -28,8 +31,9 @@ log = structlog.get_logger()
 async def enqueue(
     conn: asyncpg.Connection, topic: str, envelope: Envelope, *, partition: int | None = None
 ) -> None:
-    # Deterministic event ids (statements, dead letters) may be enqueued twice by a redelivery;
-    # the first row is the event.
+    # Deterministic event ids (statements, dead letters) may be enqueued twice by a redelivery:
+    # while the outbox holds the first row (its retention) the second is dropped here; later,
+    # consumers drop it by its id (invariant 4).
     await conn.execute(
         "INSERT INTO outbox (event_id, topic, key, partition, body) VALUES ($1, $2, $3, $4, $5) "
         "ON CONFLICT (event_id) DO NOTHING",
@@ -44,13 +48,28 @@ async def enqueue(
 # The relay's read: the first pending seqs, then their rows by the outbox's primary key, so a read
 # costs what it returns, whatever the outbox holds. It was a join (`outbox_pending JOIN outbox
 # ... ORDER BY seq LIMIT n`), for which the planner may choose a merge join that walks the outbox's
-# index from its first row, every event ever published (the outbox keeps them all): measured in
+# index from its first row, every event ever published (the outbox then kept them all): measured in
 # the P1 bench, 30 s into the run, 89,266 outbox rows and 25,205 buffers read for 355 pending rows,
 # 89 ms a read, growing with every event. One plan, whatever the statistics say.
 PENDING_ROWS_SQL = (
     "SELECT seq, topic, key, partition, body FROM outbox "
     "WHERE seq = ANY (ARRAY(SELECT seq FROM outbox_pending ORDER BY seq LIMIT $1)) ORDER BY seq"
 )
+
+# The relay's pruning: the oldest published rows, by the primary key (every seq below the first
+# pending one is published; a row not yet committed is invisible here, so it is neither pending nor
+# deleted), deleted if older than the retention. It reads at most $2 index entries whatever the
+# outbox holds: with a retention, the oldest rows are the first to be old enough (`created_at` is
+# the enqueuing transaction's start, in seq order but for transactions that overlap), so a prune
+# that finds the oldest row too young deletes nothing and reads on no further.
+PRUNE_SQL = """
+DELETE FROM outbox
+ WHERE seq = ANY (ARRAY(
+           SELECT seq FROM outbox
+            WHERE seq < coalesce((SELECT min(seq) FROM outbox_pending), 9223372036854775807)
+            ORDER BY seq LIMIT $2))
+   AND created_at <= now() - make_interval(secs => $1)
+"""
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,9 @@ class OutboxRelay:
         idle_seconds: float = 0.02,
         idle_max_seconds: float = 0.16,
         linger_seconds: float = 0.0,
+        retention_seconds: float | None = None,
+        prune_every_seconds: float = 1.0,
+        prune_batch: int = 20_000,
     ) -> None:
         self._pool = pool
         self._producer = producer
@@ -91,6 +113,13 @@ class OutboxRelay:
         # After a batch smaller than batch_size (no backlog), wait this long before the next read,
         # so a steady stream goes out in fewer, bigger batches (fewer reads, commits, produce requests).
         self._linger_seconds = linger_seconds
+        # Published rows older than retention_seconds are deleted every prune_every_seconds, at
+        # most prune_batch at a time (at once again while a prune finds a full batch).
+        self._retention_seconds = (
+            OutboxSettings().retention_seconds if retention_seconds is None else retention_seconds
+        )
+        self._prune_every_seconds = prune_every_seconds
+        self._prune_batch = prune_batch
 
     async def run(self, stop: asyncio.Event) -> None:
         async with self._pool.acquire() as lock_conn:
@@ -99,9 +128,14 @@ class OutboxRelay:
                     return
             log.info("outbox relay started", schema=self._schema)
             idle = self._idle_seconds
+            next_prune = time.monotonic() + self._prune_every_seconds
             while not stop.is_set():
                 try:
                     published = await self.publish_once(lock_conn)
+                    if time.monotonic() >= next_prune:
+                        pruned = await self.prune_once(lock_conn)
+                        full = pruned >= self._prune_batch
+                        next_prune = time.monotonic() + (0.0 if full else self._prune_every_seconds)
                 except Exception:
                     if lock_conn.is_closed():
                         raise  # and the lock went with it: start again (Runtime._guard), lock first
@@ -132,6 +166,18 @@ class OutboxRelay:
             async with self._pool.acquire() as acquired:
                 return await self._publish(acquired)
         return await self._publish(conn)
+
+    async def prune_once(self, conn: asyncpg.Connection | None = None) -> int:
+        """Delete up to `prune_batch` published rows older than the retention, oldest first;
+        returns how many it deleted. `run` calls it on the lock's connection, once a second."""
+        if conn is None:
+            async with self._pool.acquire() as acquired:
+                return await self.prune_once(acquired)
+        status = await conn.execute(PRUNE_SQL, self._retention_seconds, self._prune_batch)
+        pruned = int(status.rsplit(" ", 1)[1])  # "DELETE n"
+        if pruned:
+            metrics.EVENTS_PRUNED.labels(self._schema).inc(pruned)
+        return pruned
 
     async def _publish(self, conn: asyncpg.Connection) -> int:
         rows = await self._fetch(conn)

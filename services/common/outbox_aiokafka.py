@@ -34,6 +34,7 @@ class AioKafkaOutboxRelay(OutboxRelay):
         idle_seconds: float = 0.02,
         idle_max_seconds: float = 0.16,
         linger_seconds: float = 0.0,
+        retention_seconds: float | None = None,
     ) -> None:
         # No kafka-python producer: this relay owns an aiokafka one, started in run().
         super().__init__(
@@ -44,6 +45,7 @@ class AioKafkaOutboxRelay(OutboxRelay):
             idle_seconds=idle_seconds,
             idle_max_seconds=idle_max_seconds,
             linger_seconds=linger_seconds,
+            retention_seconds=retention_seconds,
         )
         self._bootstrap = bootstrap_servers
         self._aio: AIOKafkaProducer | None = None

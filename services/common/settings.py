@@ -34,6 +34,20 @@ class DatabaseSettings(BaseSettings):
     db_pool_max: int = 10
 
 
+class OutboxSettings(BaseSettings):
+    """How long a service's outbox keeps an event once the broker has acknowledged it.
+
+    The outbox is the hand-off to Kafka, not a second copy of the log: the topics keep every event
+    forever and are what consumers and the auditor read. By default a published row goes within
+    about a second (the relay prunes once a second), so the outbox stays the size of its backlog
+    and, vacuumed, reuses its pages instead of growing by ~1.1 kB per event forever. A longer
+    retention keeps recent events in the database, to look at or to send again by hand.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PASSCLEAR_OUTBOX_")
+    retention_seconds: float = Field(default=0.0, ge=0)
+
+
 class AuthSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PASSCLEAR_")
     profile: str = "prod"

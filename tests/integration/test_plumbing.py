@@ -102,7 +102,8 @@ async def test_an_event_enqueued_again_after_it_was_published_is_not_published_a
     pool: asyncpg.Pool, bootstrap: str, topics: str
 ) -> None:
     """Deterministic ids (statements, dead letters) may be enqueued again by a redelivery, even
-    after the first was published: the outbox keeps every event, so the second is a no-op."""
+    after the first was published: while the outbox holds the first (its retention), the second is
+    a no-op."""
     topic = topic_name(Topic.ISSUER, topics)
     event = funder_event(7)
     producer = make_producer(bootstrap)
@@ -199,7 +200,10 @@ async def test_an_outbox_upgraded_with_unpublished_rows_publishes_exactly_those(
                 ],
             )
         (tmp_path / "service").mkdir()
-        assert await migrate(pool, schema, tmp_path / "service") == ["000_plumbing_2_outbox_pending.sql"]
+        assert await migrate(pool, schema, tmp_path / "service") == [
+            "000_plumbing_2_outbox_pending.sql",
+            "000_plumbing_3_outbox_queue.sql",
+        ]
         before = len(read_topic(bootstrap, topic))
         producer = make_producer(bootstrap)
         assert await OutboxRelay(pool, producer, schema=schema).publish_once() == 2
@@ -207,9 +211,134 @@ async def test_an_outbox_upgraded_with_unpublished_rows_publishes_exactly_those(
         assert [e.event_id for _, _, e in read_topic(bootstrap, topic)[before:]] == [
             e.event_id for e in events[3:]
         ]
-        assert await pool.fetchval("SELECT count(*) FROM outbox") == 5  # the outbox keeps every event
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == 5  # within the retention
     finally:
         await pool.close()
+
+
+async def _enqueue(pool: asyncpg.Pool, topic: str, events: list[Any]) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        for e in events:
+            await enqueue(conn, topic, e)
+
+
+async def _outbox(pool: asyncpg.Pool) -> list[uuid.UUID]:
+    return [r["event_id"] for r in await pool.fetch("SELECT event_id FROM outbox ORDER BY seq")]
+
+
+async def test_the_relay_prunes_published_rows_past_the_retention_and_never_a_pending_one(
+    pool: asyncpg.Pool, bootstrap: str, topics: str
+) -> None:
+    """With no retention (the default), a prune deletes every published row and no pending one,
+    however old; with a retention, only the published rows older than it."""
+    topic = topic_name(Topic.ISSUER, topics)
+    published, pending = [funder_event(n) for n in range(10)], [funder_event(n) for n in range(10, 13)]
+    producer = make_producer(bootstrap)
+    try:
+        relay = OutboxRelay(pool, producer, schema="prune", retention_seconds=0)
+        await _enqueue(pool, topic, published)
+        assert await relay.publish_once() == 10
+        await _enqueue(pool, topic, pending)
+        await pool.execute("UPDATE outbox SET created_at = created_at - interval '1 day'")  # all old
+        assert await relay.prune_once() == 10
+        assert await _outbox(pool) == [e.event_id for e in pending]
+        assert await relay.publish_once() == 3  # the pending rows were all still there
+        assert await relay.prune_once() == 3 and await _outbox(pool) == []
+
+        kept = OutboxRelay(pool, producer, schema="prune", retention_seconds=3600)
+        events = [funder_event(n) for n in range(6)]
+        await _enqueue(pool, topic, events)
+        assert await kept.publish_once() == 6
+        assert await kept.prune_once() == 0  # all younger than an hour
+        await pool.execute(
+            "UPDATE outbox SET created_at = created_at - interval '2 hours' WHERE event_id = ANY($1)",
+            [e.event_id for e in events[:4]],
+        )
+        assert await kept.prune_once() == 4
+        assert await _outbox(pool) == [e.event_id for e in events[4:]]
+    finally:
+        producer.close()
+    assert [e.event_id for _, _, e in read_topic(bootstrap, topic)].count(pending[0].event_id) == 1
+
+
+async def test_a_running_relay_prunes_as_it_publishes_and_the_topic_gets_every_event_once(
+    pool: asyncpg.Pool, bootstrap: str, topics: str
+) -> None:
+    """Eight writers enqueue 400 events in small transactions while the relay runs with no
+    retention, pruning every 50 ms: the topic gets each event once, in each writer's order, and the
+    outbox ends empty."""
+    topic = topic_name(Topic.ISSUER, topics)
+    before = len(read_topic(bootstrap, topic))
+    writers = [[funder_event(n) for n in range(50)] for _ in range(8)]
+    producer = make_producer(bootstrap)
+    stop = asyncio.Event()
+    relay = OutboxRelay(pool, producer, schema="prune-loop", retention_seconds=0, prune_every_seconds=0.05)
+    task = asyncio.create_task(relay.run(stop))
+
+    async def write(events: list[Any]) -> None:
+        for i in range(0, len(events), 5):
+            await _enqueue(pool, topic, events[i : i + 5])
+            await asyncio.sleep(0.005)
+
+    await asyncio.gather(*(write(w) for w in writers))
+
+    async def emptied() -> bool:
+        return not await _outbox(pool)
+
+    await eventually("the relay to publish and prune everything", emptied)
+    stop.set()
+    await task
+    producer.close()
+    sent = [e.event_id for _, _, e in read_topic(bootstrap, topic)[before:]]
+    assert sorted(sent) == sorted(e.event_id for w in writers for e in w)  # each once
+    for w in writers:
+        mine = {e.event_id for e in w}
+        assert [i for i in sent if i in mine] == [e.event_id for e in w]
+
+
+async def test_a_pruned_and_vacuumed_outbox_takes_new_events_in_its_freed_pages(
+    pool: asyncpg.Pool, bootstrap: str, topics: str
+) -> None:
+    """Why the outbox is pruned: once vacuumed, the pages of pruned events take the next ones, and
+    the table does not grow."""
+    topic = topic_name(Topic.ISSUER, topics)
+    producer = make_producer(bootstrap)
+    relay = OutboxRelay(pool, producer, schema="reuse", retention_seconds=0)
+    try:
+        await _enqueue(pool, topic, [funder_event(n) for n in range(2000)])
+        assert await relay.publish_once() == 2000 and await relay.prune_once() == 2000
+        size = await pool.fetchval("SELECT pg_relation_size('outbox')")
+        await pool.execute("VACUUM outbox")
+        await _enqueue(pool, topic, [funder_event(n) for n in range(2000)])
+        assert await pool.fetchval("SELECT pg_relation_size('outbox')") <= size
+        assert await relay.publish_once() == 2000
+    finally:
+        producer.close()
+
+
+async def test_a_poison_message_redelivered_after_the_outbox_was_pruned_is_dead_lettered_once(
+    pool: asyncpg.Pool, bootstrap: str, topics: str
+) -> None:
+    """The dead letter's deterministic id is recorded as processed: a redelivery (a crash before
+    the offset commit) does not dead-letter it again, even once the outbox no longer holds it."""
+    topic = topic_name(Topic.ISSUER, topics)
+    consumer = issuer_consumer("c-pruned", pool, bootstrap, topics, _ignore)
+    poison = _Message(topic, 0, 12, b"{not json")
+    await consumer.apply(poison)
+    assert await _dead_letters(pool) == 1
+    producer = make_producer(bootstrap)
+    try:
+        relay = OutboxRelay(pool, producer, schema="dead-pruned", retention_seconds=0)
+        assert await relay.publish_once() == 1 and await relay.prune_once() == 1
+    finally:
+        producer.close()
+    await consumer.apply(poison)
+    assert await _dead_letters(pool) == 0
+    assert await pool.fetchval("SELECT count(*) FROM outbox_pending") == 0
+
+
+async def _ignore(conn: asyncpg.Connection, envelope: Any, payload: Any) -> None:
+    return None
 
 
 async def test_relay_run_loop_publishes_what_is_enqueued_later(
