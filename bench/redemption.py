@@ -167,6 +167,7 @@ def main() -> None:
             "open loop by second (latency from the intended send time): "
             + stalls.describe_seconds(run.p99_by_second, worst, over_ms=TARGET_P99_MS)
         )
+        print("disk during the open loop: " + stalls.describe_writes(machine, run.started, int(seconds)))
         print(
             "Postgres during the open loop (whole server): "
             + stalls.describe_postgres(pg_before, pg_after, run.count(201), seconds)

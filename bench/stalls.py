@@ -122,6 +122,27 @@ def worst_seconds(
     return out
 
 
+def describe_writes(samples: Sequence[Sample], started: float, seconds: int) -> str:
+    """The phase's disk writes: in all, and its busiest second (the kernel's writeback of what the
+    phase dirtied comes out as one such second, ~30 s in), with the I/O stall in that second."""
+    by_second = []
+    for index in range(seconds):
+        inside = [s for s in samples if started + index - 0.05 <= s.at <= started + index + 1.05]
+        if len(inside) >= 2:
+            first, last = inside[0], inside[-1]
+            by_second.append(
+                (last.written_bytes - first.written_bytes, index, (last.io_full_us - first.io_full_us) / 1000)
+            )
+    if not by_second:
+        return "no disk statistics on this machine"
+    written, index, stalled = max(by_second)
+    total = samples[-1].written_bytes - samples[0].written_bytes
+    return (
+        f"{total / 1e6:.0f} MB written to disk in all; the busiest second ({index} s) wrote "
+        f"{written / 1e6:.0f} MB, with all tasks stalled on I/O {stalled:.0f} ms in it"
+    )
+
+
 def describe_seconds(p99_by_second: Sequence[float], worst: Sequence[Second], *, over_ms: float) -> str:
     others = sorted(p for p in p99_by_second if p <= over_ms)
     median_other = others[len(others) // 2] if others else float("nan")

@@ -140,6 +140,11 @@ def test_bad_seconds_are_reported_with_what_the_machine_did_in_them():
     )
     assert "1 s: p99 220 ms, all tasks stalled on I/O 150 ms" in text
     assert stalls.describe_seconds((20.0, 30.0), [], over_ms=50).startswith("0 of 2 seconds")
+    assert stalls.describe_writes(samples, started, 3) == (
+        "300 MB written to disk in all; the busiest second (1 s) wrote 300 MB, "
+        "with all tasks stalled on I/O 150 ms in it"
+    )
+    assert stalls.describe_writes([], started, 3) == "no disk statistics on this machine"
 
 
 def test_the_disk_flush_probe_times_each_flush(tmp_path: Path):
