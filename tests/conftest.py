@@ -15,8 +15,8 @@ import pytest
 os.environ.setdefault("PASSCLEAR_PROFILE", "dev")
 # Many tests look at the events their services sent in the outboxes (keys, partitions, bodies, dead
 # letters), which the relays would otherwise prune within a second of publishing them: an hour's
-# retention here. The pruning itself (the default, none kept) has its own tests in test_plumbing.py,
-# and the demo runs with the default.
+# retention here. The pruning itself (the default, none kept) has its own tests in test_plumbing.py;
+# the e2e main job (tests/e2e/test_system.py) and the demo run with the default.
 os.environ.setdefault("PASSCLEAR_OUTBOX_RETENTION_SECONDS", "3600")
 
 

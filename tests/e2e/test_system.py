@@ -5,10 +5,12 @@ the realistic programme; a SIGKILL of the clearing worker mid-stream changes not
 
 from __future__ import annotations
 
+import asyncio
 import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -21,7 +23,7 @@ from services.cli.processes import ServiceProcesses
 from services.cli.receiver import WebhookReceiver
 from services.common.auth import Role
 from services.common.settings import DEV_SECRET
-from tests.e2e.system import api, running_system
+from tests.e2e.system import SERVICES, api, running_system
 from tests.integration.flows import programme_body
 
 pytestmark = pytest.mark.e2e
@@ -31,9 +33,13 @@ pytestmark = pytest.mark.e2e
 def system(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcesses]:
-    with running_system(
-        tmp_path_factory.mktemp("services"), {**service_env, "NOTIFIER_RETRY_SCHEDULE": "[0.2, 0.5, 1]"}
-    ) as procs:
+    # The outboxes as in production: pruned as soon as published (the tests' default keeps an hour).
+    env = {
+        **service_env,
+        "NOTIFIER_RETRY_SCHEDULE": "[0.2, 0.5, 1]",
+        "PASSCLEAR_OUTBOX_RETENTION_SECONDS": "0",
+    }
+    with running_system(tmp_path_factory.mktemp("services"), env) as procs:
         yield procs
 
 
@@ -164,3 +170,22 @@ def test_the_main_job_reconciles_and_a_killed_clearing_worker_changes_nothing(
     late = [rid for rid, w in outcome.reversed.items() if outcome.accepted[rid]["window_id"] < w]
     assert late and outcome.reversal_webhooks_verified == len(late)
     assert any("refused as expected — mistyped code: 422" in s for s in steps)
+    # Each relay pruned what it published (retention 0): no outbox keeps a published row for long.
+    assert asyncio.run(_published_rows_older_than(service_env["DATABASE_URL"], seconds=5)) == {
+        name: 0 for name in SERVICES
+    }
+
+
+async def _published_rows_older_than(database_url: str, *, seconds: float) -> dict[str, int]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return {
+            name: await conn.fetchval(
+                f"SELECT count(*) FROM {name}.outbox o WHERE created_at < now() - make_interval(secs => $1) "
+                f"AND NOT EXISTS (SELECT 1 FROM {name}.outbox_pending p WHERE p.seq = o.seq)",
+                seconds,
+            )
+            for name in SERVICES
+        }
+    finally:
+        await conn.close()
