@@ -114,7 +114,7 @@ class OutboxRelay:
         # so a steady stream goes out in fewer, bigger batches (fewer reads, commits, produce requests).
         self._linger_seconds = linger_seconds
         # Published rows older than retention_seconds are deleted every prune_every_seconds, at
-        # most prune_batch at a time (at once again while a prune finds a full batch).
+        # most prune_batch at a time (every 0.1 s while a prune finds a full batch).
         self._retention_seconds = (
             OutboxSettings().retention_seconds if retention_seconds is None else retention_seconds
         )
@@ -134,8 +134,10 @@ class OutboxRelay:
                     published = await self.publish_once(lock_conn)
                     if time.monotonic() >= next_prune:
                         pruned = await self.prune_once(lock_conn)
+                        # A backlog of old rows (say, an outbox kept whole by a previous version)
+                        # goes a full batch every 0.1 s, between the publishing.
                         full = pruned >= self._prune_batch
-                        next_prune = time.monotonic() + (0.0 if full else self._prune_every_seconds)
+                        next_prune = time.monotonic() + (0.1 if full else self._prune_every_seconds)
                 except Exception:
                     if lock_conn.is_closed():
                         raise  # and the lock went with it: start again (Runtime._guard), lock first

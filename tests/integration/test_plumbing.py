@@ -142,7 +142,8 @@ async def test_every_row_the_outbox_takes_is_pending_whoever_inserts_it(pool: as
 async def test_the_relay_reads_only_the_pending_rows_however_many_the_outbox_holds(
     pool: asyncpg.Pool,
 ) -> None:
-    """The outbox keeps every event; the relay's read must not walk the published ones. The
+    """Published rows stay for the outbox's retention (an hour, a day); the relay's read must not
+    walk them. The
     statistics are those of a young outbox (analyzed when it held 3,000 rows, all pending), as
     autoanalyze left them in the P1 bench, when the planner merge-joined pending rows with the
     whole outbox index; then 30,000 rows are published and 300 more enqueued."""
