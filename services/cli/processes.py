@@ -6,7 +6,8 @@ it (or killing it with SIGKILL in a test) takes its whole process group.
 uvicorn, not granian (issue 4): granian 2.8.9's ASGI interface cost twice uvicorn's CPU per
 request here (open loop at 3,000/s, one worker, an app answering after a 3 ms await: 0.155 ms
 against 0.074 ms; 0.142 ms with its experimental Rust tasks), each request crossing from its
-Rust threads to the Python event loop."""
+Rust threads to the Python event loop. Its httptools protocol sends each response in one write
+(services/common/http_protocol.py)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ from deploy.local._process import (
 )
 from deploy.local.errors import InfraError
 
+# uvicorn's httptools protocol, each response sent in one write (issue 4).
+HTTP_PROTOCOL = "services.common.http_protocol:OneWriteHttpToolsProtocol"
 SERVICE_PORTS = {"issuer": 8101, "redemption": 8102, "clearing": 8103, "notifier": 8104}
 
 
@@ -69,6 +72,8 @@ class ServiceProcesses:
             LOOPBACK,
             "--port",
             str(port),
+            "--http",
+            HTTP_PROTOCOL,
             "--no-access-log",
             "--log-level",
             "warning",
