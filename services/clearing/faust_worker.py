@@ -12,7 +12,6 @@ making a redelivery a no-op.
 from __future__ import annotations
 
 import asyncio
-import gc
 from typing import Any
 
 import faust
@@ -20,6 +19,7 @@ from faust.types import Message
 
 from services.clearing.faust_batches import BatchingApp
 from services.clearing.ledger import LedgerApplier, Prepared, prepare
+from services.common import heap
 
 # Records per fetch (one batch, one transaction) and fetched batches buffered ahead of the agent.
 MAX_POLL_RECORDS = 5000
@@ -49,7 +49,7 @@ def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: L
 
     @app.agent(batches, concurrency=1)
     async def ledger(stream: Any) -> None:
-        _freeze_startup_heap()
+        heap.freeze_startup_heap()
         # One batch in the database at a time, acked in order after its commit; the next batch
         # is read and decided (pure CPU) while the database works on this one.
         in_flight: asyncio.Future[None] | None = None
@@ -81,18 +81,3 @@ def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: L
         app.ack_batch(fetched)
 
     return app
-
-
-def _freeze_startup_heap() -> None:
-    """What the process holds when its agent starts (modules, faust, the models' validators...) it
-    holds for good: moved out of the cyclic collector's sight (gc.freeze), so that the full passes
-    the batches' allocations trigger scan what they allocated, not the whole process again. In P2,
-    full passes took ~1 s of the worker's ~4 s of CPU per 200k events; garbage cycles made later are
-    still collected.
-
-    The youngest generation is collected every 20,000 allocations rather than 700: a batch's
-    messages, rows and structs live for the ~0.1 s of a batch, none in a cycle; at 700 they were
-    examined and promoted a dozen times a batch before dying (P2: GC 0.9 -> 0.4 s, one run each)."""
-    gc.collect()  # garbage already there is freed, not frozen
-    gc.freeze()
-    gc.set_threshold(20_000, 10, 10)
