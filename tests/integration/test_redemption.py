@@ -92,6 +92,11 @@ async def test_randomized_races_never_double_accept_in_the_database_or_on_the_to
         "SELECT max(n) FROM (SELECT count(*) AS n FROM redemptions WHERE NOT reversed GROUP BY pass_id) t"
     )
     assert per_pass == 1
+    dangling = await redemption_app.state.runtime.pool.fetchval(
+        "SELECT count(*) FROM redemptions r WHERE NOT EXISTS (SELECT FROM passes p WHERE p.pass_id = r.pass_id) "
+        "OR NOT EXISTS (SELECT FROM windows w WHERE w.window_id = r.window_id)"
+    )
+    assert dangling == 0  # every redemption names a pass and a window that exist
     topic = topic_name(Topic.REDEMPTIONS, service_env["KAFKA_TOPIC_PREFIX"])
 
     async def on_topic() -> collections.Counter[uuid.UUID] | None:
@@ -258,6 +263,36 @@ async def test_redeem_passes_uses_one_generic_plan(stack) -> None:  # type: igno
     (custom plans), which doubled its CPU per redemption."""
     config = await _rt().pool.fetchval("SELECT proconfig FROM pg_proc WHERE proname = 'redeem_passes'")
     assert config == ["plan_cache_mode=force_generic_plan"]
+
+
+async def test_a_redemption_in_flight_locks_no_row_of_its_pass_or_window(stack, programme) -> None:  # type: ignore[no-untyped-def]
+    """Migration 005: the foreign keys' KEY SHARE locks wrote into a random page of the passes for
+    every redemption and made MultiXacts on the open window's row. Redemptions still reference only
+    passes and windows that exist (checked in the race test)."""
+    from schemas.pass_codes import normalize
+    from services.redemption import pg_store
+    from services.redemption.accept import stamp
+
+    rt = _rt()
+    code = normalize(programme.codes.pop())
+    async with rt.pool.acquire() as conn, conn.transaction():
+        request = pg_store.Redeem(
+            code,
+            uuid.UUID(programme.sites[0]),
+            "basic-skills",
+            date_of("2026-11-20"),
+            60,
+            redemption_id=uuid.uuid4(),
+            event_id=uuid.uuid4(),
+        )
+        outcome = await pg_store.redeem(conn, request, stamp(rt))
+        assert outcome.outcome == "accepted"
+        # While it is uncommitted, another transaction can lock both rows outright.
+        pass_id = await rt.pool.fetchval("SELECT pass_id FROM passes WHERE code = $1 FOR UPDATE NOWAIT", code)
+        window = await rt.pool.fetchval(
+            "SELECT window_id FROM windows WHERE window_id = $1 FOR UPDATE NOWAIT", outcome.window_id
+        )
+        assert pass_id is not None and window == outcome.window_id
 
 
 async def test_each_outcome_of_the_database_function_is_the_problem_body_the_rules_word(
