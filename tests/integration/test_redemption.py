@@ -50,6 +50,21 @@ def site(p: Programme, n: int) -> dict[str, str]:
     return auth(Role.SITE, p.sites[n])
 
 
+def redeem_request(code: str, p: Programme, redemption_id: uuid.UUID | None = None):  # type: ignore[no-untyped-def]
+    """A request as the service hands it to pg_store: `code` (canonical) at the programme's first site."""
+    from services.redemption import pg_store
+
+    return pg_store.Redeem(
+        code,
+        uuid.UUID(p.sites[0]),
+        "basic-skills",
+        date_of("2026-11-20"),
+        60,
+        redemption_id=redemption_id or uuid.uuid4(),
+        event_id=uuid.uuid4(),
+    )
+
+
 async def test_one_hundred_concurrent_redemptions_of_one_pass_accept_exactly_one(stack, programme) -> None:  # type: ignore[no-untyped-def]
     _, redemption = stack
     code = programme.codes.pop()
@@ -276,16 +291,7 @@ async def test_a_redemption_in_flight_locks_no_row_of_its_pass_or_window(stack, 
     rt = _rt()
     code = normalize(programme.codes.pop())
     async with rt.pool.acquire() as conn, conn.transaction():
-        request = pg_store.Redeem(
-            code,
-            uuid.UUID(programme.sites[0]),
-            "basic-skills",
-            date_of("2026-11-20"),
-            60,
-            redemption_id=uuid.uuid4(),
-            event_id=uuid.uuid4(),
-        )
-        outcome = await pg_store.redeem(conn, request, stamp(rt))
+        outcome = await pg_store.redeem(conn, redeem_request(code, programme), stamp(rt))
         assert outcome.outcome == "accepted"
         # While it is uncommitted, another transaction can lock both rows outright.
         pass_id = await rt.pool.fetchval("SELECT pass_id FROM passes WHERE code = $1 FOR UPDATE NOWAIT", code)
@@ -469,15 +475,7 @@ async def test_a_failing_request_fails_alone_and_a_batch_decides_as_one_by_one(s
     codes = [normalize(programme.codes.pop()) for _ in range(5)]
 
     def request(code: str, redemption_id: uuid.UUID | None = None) -> pg_store.Redeem:
-        return pg_store.Redeem(
-            code,
-            uuid.UUID(programme.sites[0]),
-            "basic-skills",
-            date_of("2026-11-20"),
-            60,
-            redemption_id=redemption_id or uuid.uuid4(),
-            event_id=uuid.uuid4(),
-        )
+        return redeem_request(code, programme, redemption_id)
 
     bad = request(codes[4], taken)
     requests = [
@@ -637,18 +635,7 @@ async def test_batches_racing_for_the_same_passes_in_opposite_orders_neither_dea
         )
 
         def batch(order: list[str]) -> list[pg_store.Redeem]:
-            return [
-                pg_store.Redeem(
-                    c,
-                    uuid.UUID(programme.sites[0]),
-                    "basic-skills",
-                    date_of("2026-11-20"),
-                    60,
-                    redemption_id=uuid.uuid4(),
-                    event_id=uuid.uuid4(),
-                )
-                for c in order
-            ]
+            return [redeem_request(c, programme) for c in order]
 
         async def run(requests: list[pg_store.Redeem]) -> list[pg_store.Outcome]:
             async with rt.pool.acquire() as conn:
@@ -672,15 +659,7 @@ async def test_a_close_waits_for_a_batch_in_flight_and_a_batch_waits_for_a_close
     rt = _rt()
 
     def ask() -> pg_store.Redeem:
-        return pg_store.Redeem(
-            normalize(programme.codes.pop()),
-            uuid.UUID(programme.sites[0]),
-            "basic-skills",
-            date_of("2026-11-20"),
-            60,
-            redemption_id=uuid.uuid4(),
-            event_id=uuid.uuid4(),
-        )
+        return redeem_request(normalize(programme.codes.pop()), programme)
 
     first = ask()
     async with rt.pool.acquire() as conn:
