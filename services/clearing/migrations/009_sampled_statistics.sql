@@ -1,0 +1,2 @@
+-- The ledger is analyzed on a 3,000-row sample (000_plumbing_4_sampled_statistics.sql).
+SELECT sample_statistics('ledger_lines', 10);
