@@ -168,6 +168,7 @@ def describe_seconds(p99_by_second: Sequence[float], worst: Sequence[Second], *,
 
 
 WAL_SQL = "SELECT wal_records, wal_fpi, wal_bytes::bigint AS wal_bytes FROM pg_stat_wal"
+COMMITS_SQL = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
 IO_SQL = (
     "SELECT coalesce(sum(fsyncs) FILTER (WHERE object = 'wal'), 0)::bigint AS wal_flushes,"
     " coalesce(sum(extends) FILTER (WHERE object = 'relation'), 0)::bigint AS pages_added"
@@ -179,6 +180,7 @@ async def _postgres_counters(url: str) -> dict[str, int]:
     conn = await asyncpg.connect(url)
     try:
         counters = dict(await conn.fetchrow(WAL_SQL))
+        counters["commits"] = await conn.fetchval(COMMITS_SQL)
         with suppress(asyncpg.PostgresError):  # pg_stat_io: PostgreSQL 16 on (its WAL rows: 18 on)
             counters |= dict(await conn.fetchrow(IO_SQL))
         return {k: int(v) for k, v in counters.items()}
@@ -187,7 +189,8 @@ async def _postgres_counters(url: str) -> dict[str, int]:
 
 
 def postgres_counters(url: str) -> dict[str, int]:
-    """The server's cumulative WAL and I/O counters (the whole server: every database)."""
+    """The server's cumulative WAL and I/O counters (the whole server: every database), and the
+    commits of the database `url` names."""
     return asyncio.run(_postgres_counters(url))
 
 
@@ -202,6 +205,11 @@ def describe_postgres(before: dict[str, int], after: dict[str, int], accepted: i
         text += f", {d['wal_flushes'] / seconds:.0f} WAL flushes/s"
     if "pages_added" in d:
         text += f", {d['pages_added'] * 8192 / 1e6 / seconds:.1f} MB/s of new table and index pages (written out later by the kernel)"
+    # Each group-commit batch is one commit; the relay's and the projection's commits are a few more.
+    text += (
+        f"; this database: {d['commits'] / seconds:.0f} commits/s, "
+        f"{accepted / max(d['commits'], 1):.1f} accepted redemptions per commit"
+    )
     return text
 
 

@@ -38,6 +38,7 @@ from services.common.runtime import Runtime
 from services.redemption import pg_store
 from services.redemption.domain import rules
 from services.redemption.group_commit import GroupCommit
+from services.redemption.settings import RedemptionSettings
 
 router = APIRouter()
 log = structlog.get_logger()
@@ -211,7 +212,8 @@ def redeemer(rt: Runtime) -> Redeemer:
         async with rt.pool.acquire() as conn:
             return await pg_store.redeem(conn, request, stamp(rt))
 
-    return GroupCommit(run_batch, run_one)
+    linger = RedemptionSettings().group_commit_linger_seconds
+    return GroupCommit(run_batch, run_one, linger=linger)
 
 
 class RedemptionApp(FastAPI):

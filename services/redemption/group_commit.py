@@ -1,8 +1,11 @@
 """Group commit: concurrent requests of one process executed together, in one statement and one
 transaction, each request getting its own answer.
 
-A request waits at most for the batch in flight to finish (plus one turn of the event loop): at
-low load a batch is one request; under load the requests that arrived meanwhile go together.
+A request waits at most `linger` seconds from its batch's first request, or for the batch in
+flight to finish, whichever is later (plus one turn of the event loop); a full batch goes at once.
+Without a linger, at low load a batch is one request; under load the requests that arrived
+meanwhile go together. Postgres pays a fixed cost per statement and commit that a batch shares
+(bench/redeem_call.py), so a short linger buys CPU with latency.
 When a whole batch fails (an error, not a refusal: refusals are answers), its transaction wrote
 nothing, and each of its requests is run again alone, in order, so one bad request fails only
 itself.
@@ -29,34 +32,52 @@ class GroupCommit(Generic[Item, Answer]):
         *,
         max_batch: int = 64,
         max_in_flight: int = 2,
+        linger: float = 0.0,
     ) -> None:
         self._run_batch = run_batch
         self._run_one = run_one
         self._max_batch = max_batch
         self._max_in_flight = max_in_flight
+        self._linger = linger
+        self._first_at = 0.0  # when the oldest waiting request arrived (loop time)
+        self._timer: asyncio.TimerHandle | None = None
         self._waiting: list[tuple[Item, asyncio.Future[Answer]]] = []
         self._in_flight = 0
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(self, item: Item) -> Answer:
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Answer] = loop.create_future()
+        if not self._waiting:
+            self._first_at = loop.time()
         self._waiting.append((item, future))
+        if self._timer is not None and len(self._waiting) >= self._max_batch:
+            self._timer.cancel()  # a full batch does not linger
+            self._timer = None
+            self._scheduled = False
         self._schedule()
         return await future
 
     def _schedule(self) -> None:
         if self._scheduled or not self._waiting or self._in_flight >= self._max_in_flight:
             return
-        # One turn of the loop: the requests parsed in this turn join the batch.
         self._scheduled = True
-        asyncio.get_running_loop().call_soon(self._flush)
+        loop = asyncio.get_running_loop()
+        due = self._first_at + self._linger
+        if len(self._waiting) < self._max_batch and due > loop.time():
+            self._timer = loop.call_at(due, self._flush)
+        else:
+            # One turn of the loop: the requests parsed in this turn join the batch.
+            loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._scheduled = False
+        self._timer = None
         batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
         if not batch:
             return
+        self._first_at = asyncio.get_running_loop().time()  # what a full batch left lingers from now
         self._in_flight += 1
         task = asyncio.create_task(self._execute(batch))
         self._tasks.add(task)

@@ -91,3 +91,33 @@ async def test_requests_arriving_while_a_batch_runs_go_in_the_next_one() -> None
     later = await asyncio.gather(*(group.submit(i) for i in range(1, 6)))
     assert await first == "ok 0" and later == [f"ok {i}" for i in range(1, 6)]
     assert store.batches == [[0], [1, 2, 3, 4, 5]]
+
+
+async def test_with_a_linger_requests_arriving_apart_share_a_batch() -> None:
+    store = Store()
+    group = GroupCommit(store.run_batch, store.run_one, linger=0.2)
+
+    async def later(i: int) -> str:
+        await asyncio.sleep(0.05 * i)
+        return await group.submit(i)
+
+    started = asyncio.get_running_loop().time()
+    answers = await asyncio.gather(*(later(i) for i in range(3)))
+    assert answers == ["ok 0", "ok 1", "ok 2"]
+    assert store.batches == [[0, 1, 2]]  # 0.1 s apart at most: inside the first one's linger
+    assert asyncio.get_running_loop().time() - started >= 0.2
+
+
+async def test_a_full_batch_does_not_wait_for_the_linger() -> None:
+    store = Store()
+    group = GroupCommit(store.run_batch, store.run_one, max_batch=4, linger=5.0)
+    answers = await asyncio.wait_for(asyncio.gather(*(group.submit(i) for i in range(4))), timeout=1.0)
+    assert answers == [f"ok {i}" for i in range(4)] and store.batches == [[0, 1, 2, 3]]
+
+
+async def test_without_a_linger_a_lone_request_goes_at_once() -> None:
+    store = Store()
+    group = GroupCommit(store.run_batch, store.run_one)
+    started = asyncio.get_running_loop().time()
+    assert await group.submit(7) == "ok 7"
+    assert asyncio.get_running_loop().time() - started < 0.05
