@@ -156,15 +156,24 @@ def test_the_disk_flush_probe_times_each_flush(tmp_path: Path):
 
 
 def test_postgres_figures_per_redemption_and_no_flush_rate_where_the_server_counts_none():
-    before = {"wal_bytes": 0, "wal_records": 0, "wal_fpi": 0, "wal_flushes": 0, "pages_added": 0}
+    before = {
+        "wal_bytes": 0,
+        "wal_records": 0,
+        "wal_fpi": 0,
+        "wal_flushes": 0,
+        "pages_added": 0,
+        "commits": 50,
+    }
     after = {
         "wal_bytes": 2_430_000,
         "wal_records": 17_500,
         "wal_fpi": 3,
         "wal_flushes": 6_000,
         "pages_added": 600,
+        "commits": 250,
     }
     text = stalls.describe_postgres(before, after, 1000, 10)
     assert text.startswith("WAL 2.43 kB per accepted redemption (17.5 records, 3 full-page images in all)")
     assert "600 WAL flushes/s" in text and "0.5 MB/s of new table and index pages" in text
+    assert text.endswith("this database: 20 commits/s, 5.0 accepted redemptions per commit")
     assert "flushes" not in stalls.describe_postgres(before, {**after, "wal_flushes": 0}, 1000, 10)
