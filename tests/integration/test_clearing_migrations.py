@@ -48,7 +48,15 @@ async def test_008_moves_each_line_s_shares_to_one_row_per_share_list(
             ],
         )
 
-        assert await migrate(pool, schema, MIGRATIONS) == ["008_ledger_shares.sql"]
+        assert await migrate(pool, schema, MIGRATIONS) == [
+            "008_ledger_shares.sql",
+            "009_sampled_statistics.sql",
+        ]
+        targets = await pool.fetch(
+            "SELECT attname, attstattarget FROM pg_attribute WHERE attrelid = 'ledger_lines'::regclass "
+            "AND attnum > 0 AND NOT attisdropped"
+        )
+        assert targets and {r["attstattarget"] for r in targets} == {10}  # analyzed on a small sample
         stored = {
             r["shares_id"]: json.loads(r["funders"]) for r in await pool.fetch("SELECT * FROM ledger_shares")
         }

@@ -204,6 +204,7 @@ async def test_an_outbox_upgraded_with_unpublished_rows_publishes_exactly_those(
         assert await migrate(pool, schema, tmp_path / "service") == [
             "000_plumbing_2_outbox_pending.sql",
             "000_plumbing_3_outbox_queue.sql",
+            "000_plumbing_4_sampled_statistics.sql",
         ]
         before = len(read_topic(bootstrap, topic))
         producer = make_producer(bootstrap)
