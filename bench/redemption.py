@@ -45,6 +45,7 @@ import asyncpg
 from bench import open_loop, stalls
 from bench.common import env_float, fresh_database, infra, result_line, settle, topic_prefix
 from bench.cpu import CpuMeter, describe
+from deploy.local import writeback
 from services.cli import scenario
 from services.cli.client import Api, wait_for
 from services.cli.processes import ServiceProcesses
@@ -92,6 +93,7 @@ def main() -> None:
         print(
             f"stack up: issuer, redemption ({procs.workers['redemption']} workers), clearing; Kafka {bootstrap}"
         )
+        print(writeback.describe())
         codes, tokens = prepare(procs, passes)
         wait_projection(database_url, len(codes))
         print(f"set-up settled (VACUUM ANALYZE, CHECKPOINT) in {settle(database_url):.1f} s")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import logging
 import os
 import pwd
 import shutil
@@ -27,6 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from deploy.local import writeback
 from deploy.local._process import (
     LOOPBACK,
     ensure_port_free,
@@ -42,6 +44,8 @@ from deploy.local._process import (
 )
 from deploy.local.errors import InfraError
 from deploy.local.service import ServiceStatus
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 15432
 PORT_ENV = "PASSCLEAR_PG_PORT"
@@ -101,6 +105,7 @@ class LocalPostgres:
         with file_lock(self._dir / ".lock"):
             running = self._postmaster()
             if running is None:
+                _log.info(writeback.apply(self._writeback_saved))
                 running = self._launch()
             elif not wait_until(lambda: port_open(running.port), timeout=self.start_timeout):
                 raise InfraError(f"PostgreSQL (pid {running.pid}) does not answer on port {running.port}")
@@ -117,9 +122,14 @@ class LocalPostgres:
                 self._pg_ctl(["-m", "fast", "-w", "-t", "30", "stop"], what="stopping PostgreSQL")
             if pid_alive(running.pid):
                 terminate_group(running.pid, first=signal.SIGINT, grace=10.0)
+            writeback.restore(self._writeback_saved)
 
     def is_running(self) -> bool:
         return self._postmaster() is not None
+
+    @property
+    def _writeback_saved(self) -> Path:
+        return self._dir / "writeback-before.json"
 
     def status(self) -> ServiceStatus:
         running = self._postmaster()
