@@ -49,7 +49,7 @@ class GroupCommit(Generic[Item, Answer]):
     async def submit(self, item: Item) -> Answer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Answer] = loop.create_future()
-        if not self._waiting:
+        if self._linger and not self._waiting:
             self._first_at = loop.time()
         self._waiting.append((item, future))
         if self._timer is not None and len(self._waiting) >= self._max_batch:
@@ -65,7 +65,7 @@ class GroupCommit(Generic[Item, Answer]):
         self._scheduled = True
         loop = asyncio.get_running_loop()
         due = self._first_at + self._linger
-        if len(self._waiting) < self._max_batch and due > loop.time():
+        if self._linger and len(self._waiting) < self._max_batch and due > loop.time():
             self._timer = loop.call_at(due, self._flush)
         else:
             # One turn of the loop: the requests parsed in this turn join the batch.
@@ -77,7 +77,8 @@ class GroupCommit(Generic[Item, Answer]):
         batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
         if not batch:
             return
-        self._first_at = asyncio.get_running_loop().time()  # what a full batch left lingers from now
+        if self._linger:
+            self._first_at = asyncio.get_running_loop().time()  # what a full batch left lingers from now
         self._in_flight += 1
         task = asyncio.create_task(self._execute(batch))
         self._tasks.add(task)
