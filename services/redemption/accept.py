@@ -212,8 +212,8 @@ def redeemer(rt: Runtime) -> Redeemer:
         async with rt.pool.acquire() as conn:
             return await pg_store.redeem(conn, request, stamp(rt))
 
-    linger = RedemptionSettings().group_commit_linger_seconds
-    return GroupCommit(run_batch, run_one, linger=linger)
+    settings: RedemptionSettings = rt.extras["settings"]  # read once, at start-up (app.start)
+    return GroupCommit(run_batch, run_one, linger=settings.group_commit_linger_seconds)
 
 
 class RedemptionApp(FastAPI):
