@@ -12,6 +12,7 @@ from __future__ import annotations
 from stdnum.iso7064 import mod_37_2
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+_ALPHABET_SET = frozenset(ALPHABET)
 BODY_LENGTH = 10
 CODE_LENGTH = BODY_LENGTH + 1
 
@@ -32,7 +33,7 @@ def normalize(typed: str) -> str:
     code = typed.upper().replace("-", "").replace(" ", "")
     if len(code) != CODE_LENGTH:
         raise InvalidCode(f"a pass code has {CODE_LENGTH} characters, got {len(code)}")
-    if any(c not in ALPHABET for c in code):
+    if not _ALPHABET_SET.issuperset(code):
         raise InvalidCode("a pass code has no 0, 1, I, L or O, and only letters and digits")
     if not mod_37_2.is_valid(code, alphabet=ALPHABET):
         raise InvalidCode("the check character does not match: the code was mistyped")
