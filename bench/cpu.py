@@ -8,6 +8,7 @@ a word of their command line (a Postgres backend's names its database). The rest
 from __future__ import annotations
 
 import os
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -108,3 +109,49 @@ def describe(used: Mapping[str, float], per: int) -> str:
     total = sum(used.values())
     parts = [f"{g} {s:.1f} s ({1000 * s / per:.3f} ms each)" for g, s in used.items()] if per else []
     return f"total {total:.1f} CPU-s; " + ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class MachineTimes:
+    """The whole machine's CPU time by state since boot, in seconds (the first line of /proc/stat):
+    what a phase's groups could not use, and what the hypervisor took (steal)."""
+
+    busy: float
+    idle: float
+    iowait: float
+    steal: float
+
+    @classmethod
+    def read(cls) -> MachineTimes:
+        fields = [int(v) / TICKS for v in (PROC / "stat").read_text().split("\n", 1)[0].split()[1:]]
+        user, nice, system, idle, iowait, irq, softirq, steal = fields[:8]
+        return cls(user + nice + system + irq + softirq, idle, iowait, steal)
+
+    def since(self, start: MachineTimes) -> MachineTimes:
+        return MachineTimes(
+            self.busy - start.busy,
+            self.idle - start.idle,
+            self.iowait - start.iowait,
+            self.steal - start.steal,
+        )
+
+
+def describe_machine(spent: MachineTimes) -> str:
+    """A phase's machine-wide CPU time: busy, idle, waiting on I/O, stolen by the hypervisor."""
+    total = spent.busy + spent.idle + spent.iowait + spent.steal
+    share = (lambda s: f"{100 * s / total:.0f} %") if total else (lambda s: "n/a")
+    return (
+        f"{total:.1f} CPU-s in all: busy {spent.busy:.1f} s ({share(spent.busy)}), idle {spent.idle:.1f} s "
+        f"({share(spent.idle)}), waiting on I/O {spent.iowait:.1f} s, stolen by the host {spent.steal:.1f} s "
+        f"({share(spent.steal)})"
+    )
+
+
+def reference_loop_seconds(additions: int = 5_000_000) -> float:
+    """Seconds this machine takes for a fixed pure-Python loop, to compare hosts between runs (a
+    run's figures move with the host's speed; the same-run /health baseline is the ratio's)."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(additions):
+        total += i
+    return time.perf_counter() - started

@@ -44,7 +44,7 @@ import asyncpg
 
 from bench import open_loop, stalls
 from bench.common import env_float, fresh_database, infra, result_line, settle, topic_prefix
-from bench.cpu import CpuMeter, describe
+from bench.cpu import CpuMeter, MachineTimes, describe, describe_machine, reference_loop_seconds
 from deploy.local import writeback
 from services.cli import scenario
 from services.cli.client import Api, wait_for
@@ -72,6 +72,7 @@ def main() -> None:
     passes = int(env_float("BENCH_PASSES", open_passes + CLOSED_LOOP_CEILING * closed_seconds))
     connections = int(env_float("BENCH_CONNECTIONS", 64))
     open_connections = int(env_float("BENCH_OPEN_CONNECTIONS", 256))
+    reference = reference_loop_seconds()
     bootstrap, base_url = infra()
     database_url = fresh_database(base_url, "redemption")
     work = Path(tempfile.mkdtemp(prefix="bench-redemption-"))
@@ -94,6 +95,10 @@ def main() -> None:
             f"stack up: issuer, redemption ({procs.workers['redemption']} workers), clearing; Kafka {bootstrap}"
         )
         print(writeback.describe())
+        print(
+            f"host speed: a pure-Python loop of 5,000,000 additions took {reference:.2f} s before the "
+            "stack started (the same on a host of the same speed; compare runs by it)"
+        )
         codes, tokens = prepare(procs, passes)
         wait_projection(database_url, len(codes))
         print(f"set-up settled (VACUUM ANALYZE, CHECKPOINT) in {settle(database_url):.1f} s")
@@ -139,6 +144,7 @@ def main() -> None:
         pg_before = stalls.postgres_counters(database_url)
         sampler = stalls.Sampler().start()
         meter.start()
+        machine_before = MachineTimes.read()
         run = open_loop.attack(
             requests,
             base,
@@ -149,6 +155,7 @@ def main() -> None:
             name="redemptions",
         )
         used = meter.stop()
+        spent = MachineTimes.read().since(machine_before)
         machine = sampler.stop()
         pg_after = stalls.postgres_counters(database_url)
         accepted = accepted_count(database_url) - before
@@ -164,6 +171,7 @@ def main() -> None:
             f"to be sent)"
         )
         print(f"CPU during the open loop, per accepted redemption: {describe(used, run.count(201))}")
+        print(f"the machine during the open loop: {describe_machine(spent)}")
         worst = stalls.worst_seconds(run.p99_by_second, machine, run.started, over_ms=TARGET_P99_MS)
         print(
             "open loop by second (latency from the intended send time): "
