@@ -42,7 +42,7 @@ from pathlib import Path
 
 import asyncpg
 
-from bench import open_loop, stalls
+from bench import open_loop, service_metrics, stalls
 from bench.common import env_float, fresh_database, infra, result_line, settle, topic_prefix
 from bench.cpu import CpuMeter, MachineTimes, describe, describe_machine, reference_loop_seconds
 from deploy.local import writeback
@@ -145,6 +145,7 @@ def main() -> None:
         sampler = stalls.Sampler().start()
         meter.start()
         machine_before = MachineTimes.read()
+        inside_before = service_metrics.read_histograms(base, service_metrics.REDEMPTION_WORKER)
         run = open_loop.attack(
             requests,
             base,
@@ -156,6 +157,9 @@ def main() -> None:
         )
         used = meter.stop()
         spent = MachineTimes.read().since(machine_before)
+        inside = service_metrics.phase(
+            inside_before, service_metrics.read_histograms(base, service_metrics.REDEMPTION_WORKER)
+        )
         machine = sampler.stop()
         pg_after = stalls.postgres_counters(database_url)
         accepted = accepted_count(database_url) - before
@@ -172,6 +176,9 @@ def main() -> None:
         )
         print(f"CPU during the open loop, per accepted redemption: {describe(used, run.count(201))}")
         print(f"the machine during the open loop: {describe_machine(spent)}")
+        print(
+            f"the redemption worker during the open loop: {service_metrics.describe_redemption_worker(inside)}"
+        )
         worst = stalls.worst_seconds(run.p99_by_second, machine, run.started, over_ms=TARGET_P99_MS)
         print(
             "open loop by second (latency from the intended send time): "

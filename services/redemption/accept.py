@@ -198,14 +198,19 @@ def redeemer(rt: Runtime) -> Redeemer:
     6.5% of a worker's CPU). A batch that fails hands its connection back to the pool, which
     resets it or, if broken, replaces it; the kept ones go back at shutdown."""
     kept: list[asyncpg.Connection] = []
+    seconds = metrics.GROUP_COMMIT_SECONDS.labels(SERVICE)
+    sizes = metrics.GROUP_COMMIT_SIZE.labels(SERVICE)
 
     async def run_batch(batch: Sequence[pg_store.Redeem]) -> list[pg_store.Outcome]:
         conn = kept.pop() if kept else await rt.pool.acquire()
+        started = time.perf_counter()
         try:
             outcomes = await pg_store.redeem_many(conn, batch, stamp(rt))
         except BaseException:
             await rt.pool.release(conn)
             raise
+        seconds.observe(time.perf_counter() - started)
+        sizes.observe(len(batch))
         kept.append(conn)
         return outcomes
 
