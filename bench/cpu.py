@@ -139,7 +139,10 @@ class MachineTimes:
 def describe_machine(spent: MachineTimes) -> str:
     """A phase's machine-wide CPU time: busy, idle, waiting on I/O, stolen by the hypervisor."""
     total = spent.busy + spent.idle + spent.iowait + spent.steal
-    share = (lambda s: f"{100 * s / total:.0f} %") if total else (lambda s: "n/a")
+
+    def share(seconds: float) -> str:
+        return f"{100 * seconds / total:.0f} %" if total else "n/a"
+
     return (
         f"{total:.1f} CPU-s in all: busy {spent.busy:.1f} s ({share(spent.busy)}), idle {spent.idle:.1f} s "
         f"({share(spent.idle)}), waiting on I/O {spent.iowait:.1f} s, stolen by the host {spent.steal:.1f} s "

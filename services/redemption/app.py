@@ -24,7 +24,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def relay(
-    pool: asyncpg.Pool, kafka: KafkaSettings, schema: str
+    pool: asyncpg.Pool, kafka: KafkaSettings, schema: str, *, linger_seconds: float
 ) -> Callable[[asyncio.Event], Awaitable[None]]:
     """The aiokafka relay (kafka-python's producer thread cost a fifth of a worker on the hot path),
     in batches of 2,000: it shares a uvicorn worker's event loop with requests, and a backlog read
@@ -35,19 +35,21 @@ def relay(
         kafka.bootstrap_servers,
         schema=schema,
         batch_size=2000,
-        linger_seconds=RedemptionSettings().relay_linger_seconds,
+        linger_seconds=linger_seconds,
     ).run
 
 
 async def start() -> Runtime:
-    rt = await Runtime.start(accept.SERVICE, MIGRATIONS, relay=relay)
-    rt.extras["settings"] = RedemptionSettings()
+    settings = RedemptionSettings()  # read once, at start-up
+    rt = await Runtime.start(
+        accept.SERVICE, MIGRATIONS, relay=partial(relay, linger_seconds=settings.relay_linger_seconds)
+    )
+    rt.extras["settings"] = settings
     rt.extras["redeemer"] = accept.redeemer(rt)
     rt.extras["redemption_partitions"] = await asyncio.to_thread(
         partition_count, rt.kafka.bootstrap_servers, rt.topic(Topic.REDEMPTIONS)
     )
     rt.consume("redemption-projection", [Topic.ISSUER], projection.apply)
-    settings: RedemptionSettings = rt.extras["settings"]
     if settings.window_period == "monthly":
         rt.spawn(partial(monthly_windows, rt, every_seconds=settings.window_check_seconds))
     heap.freeze_startup_heap()
