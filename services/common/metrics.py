@@ -18,7 +18,7 @@ OUTBOX_LAG = Gauge("passclear_outbox_lag", "Outbox rows waiting for the relay", 
 CONSUMER_LAG = Gauge("passclear_consumer_lag", "Messages behind the end of the topic", ["consumer"])
 GROUP_COMMIT_SECONDS = Histogram(
     "passclear_group_commit_seconds",
-    "A group-commit batch: its statement and commit, from the database's point of view",
+    "A group-commit batch: its statement and commit, as the worker waited for them",
     ["service"],
     buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
 )

@@ -31,9 +31,9 @@ _new, _set = object.__new__, object.__setattr__
 class RandomIds:
     """Random (version 4) UUIDs from os.urandom, as uuid.uuid4 draws them, built without
     uuid.UUID's Python __init__ (its argument checks were 3 of uuid4's 4 us here, and the
-    redemption hot path takes two ids per request: issue 4). The instance is filled as CPython
-    3.14's UUID._from_int fills it: the two slots a UUID has (names bound once: each lookup counted).
-    """
+    redemption hot path takes two ids per request: issue 4). The instance is filled as the end of
+    that __init__ fills it (and __setstate__ does): its two slots, `int` and `is_safe`. The names
+    are bound once at import, since each lookup counted."""
 
     def new(self) -> uuid.UUID:
         made: uuid.UUID = _new(_UUID)
