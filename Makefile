@@ -33,7 +33,7 @@ integration: install
 lint: install
 	$(PYTHON) -m ruff check services schemas tests deploy bench
 	$(PYTHON) -m ruff format --check services schemas tests deploy bench
-	$(PYTHON) -m mypy services schemas
+	$(PYTHON) -m mypy services schemas bench
 	lint-imports
 
 up: install

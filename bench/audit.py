@@ -113,7 +113,9 @@ def build_log() -> dict[Topic, list[tuple[int, bytes]]]:
     parts = TOPICS[Topic.REDEMPTIONS].partitions
     log: dict[Topic, list[tuple[int, bytes]]] = defaultdict(list)
     sites = [uuid.uuid5(NS, f"site-{i}") for i in range(SITES)]
-    issuer = [FunderRegistered(funder_id=f, name=f"funder {i}", kind="region") for i, f in enumerate(FUNDERS)]
+    issuer: list[Payload] = [
+        FunderRegistered(funder_id=f, name=f"funder {i}", kind="region") for i, f in enumerate(FUNDERS)
+    ]
     issuer.append(
         ProgrammeRegistered(
             programme_id=PROGRAMME,

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
@@ -22,7 +23,6 @@ from bench.common import env_float, fresh_database, infra, result_line, topic_pr
 from schemas.envelope import Envelope
 from schemas.events import FunderShare, PassRedeemed
 from schemas.topics import Topic, topic_name
-from services.common.dead_letters import Incoming
 from services.common.kafka import COMPRESSION
 
 TARGET = 20_000.0
@@ -115,7 +115,7 @@ async def worker_rate(bootstrap: str, count: int) -> tuple[float, float]:
 
     from services.clearing.app import MIGRATIONS
     from services.clearing.faust_worker import build_app
-    from services.clearing.ledger import LedgerApplier, Prepared
+    from services.clearing.ledger import Fetched, LedgerApplier, Prepared
     from services.common.runtime import Runtime
 
     class Timed(LedgerApplier):
@@ -126,7 +126,7 @@ async def worker_rate(bootstrap: str, count: int) -> tuple[float, float]:
 
         last_cpu = 0.0
 
-        async def apply(self, batch: Sequence[Incoming] | Prepared) -> None:
+        async def apply(self, batch: Sequence[Fetched] | Prepared) -> None:
             began = time.perf_counter()
             await super().apply(batch)
             # Counted after the transaction committed: durable.
@@ -150,13 +150,13 @@ async def worker_rate(bootstrap: str, count: int) -> tuple[float, float]:
     first_cpu: list[float] = []
     put = worker.batches.put
 
-    async def timed_put(batch: object) -> None:
+    async def timed_put(batch: Any) -> None:
         if not first_fetch:
             first_fetch.append(time.perf_counter())
             first_cpu.append(time.process_time())
         await put(batch)
 
-    worker.batches.put = timed_put  # type: ignore[method-assign]
+    worker.batches.put = timed_put  # type: ignore[method-assign, assignment]  # timing the channel's put
     try:
         async with faust_app_running(worker, stop_timeout=15):
             deadline = time.monotonic() + 600

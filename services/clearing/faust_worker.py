@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import faust
 from faust.types import Message
 
 from services.clearing.faust_batches import BatchingApp
@@ -26,7 +25,7 @@ MAX_POLL_RECORDS = 5000
 BUFFERED_BATCHES = 2
 
 
-def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: LedgerApplier) -> faust.App:
+def build_app(*, app_id: str, bootstrap: str, redemptions_topic: str, applier: LedgerApplier) -> BatchingApp:
     app = BatchingApp(
         app_id,
         broker=f"kafka://{bootstrap}",
