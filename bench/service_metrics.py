@@ -84,6 +84,7 @@ REDEMPTION_WORKER = {
     "passclear_http_request_seconds": {"service": "redemption", "route": "/redemptions"},
     "passclear_group_commit_seconds": {"service": "redemption"},
     "passclear_group_commit_size": {"service": "redemption"},
+    "passclear_event_loop_lag_seconds": {"service": "redemption"},
 }
 
 
@@ -104,5 +105,12 @@ def describe_redemption_worker(spent: dict[str, Buckets]) -> str:
             f"{seconds.count:.0f} group-commit batches of {sizes.total / sizes.count:.1f} requests on average, "
             f"each's statement and commit mean {1000 * seconds.total / seconds.count:.2f} ms, "
             f"p50 <= {_ms(seconds.quantile_bound(0.5))}, p99 <= {_ms(seconds.quantile_bound(0.99))}"
+        )
+    lag = spent.get("passclear_event_loop_lag_seconds")
+    if lag and lag.count:
+        parts.append(
+            f"its event loop's lag (a 10 ms timer, {lag.count:.0f} times): mean {1000 * lag.total / lag.count:.2f} ms, "
+            f"p50 <= {_ms(lag.quantile_bound(0.5))}, p99 <= {_ms(lag.quantile_bound(0.99))}, "
+            f"{100 * (1 - lag.share_within(0.01)):.1f} % over 10 ms"
         )
     return "; ".join(parts) or "no figures (the worker's /metrics had none)"

@@ -28,3 +28,9 @@ GROUP_COMMIT_SIZE = Histogram(
     ["service"],
     buckets=(1, 2, 4, 8, 16, 32, 64),
 )
+EVENT_LOOP_LAG = Histogram(
+    "passclear_event_loop_lag_seconds",
+    "How late a timer set on the service's event loop fired: the wait every callback had then",
+    ["service"],
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+)

@@ -106,3 +106,19 @@ class RequestMetrics:
             path = getattr(scope.get("route"), "path", "unmatched")
             metrics.REQUESTS.labels(self._service, path, str(status)).inc()
             metrics.REQUEST_SECONDS.labels(self._service, path).observe(time.perf_counter() - started)
+
+
+def loop_lag_watch(service: str, *, every: float = 0.01) -> Callable[[asyncio.Event], Awaitable[None]]:
+    """A background loop timing how late a timer `every` seconds ahead fires on the service's event
+    loop (passclear_event_loop_lag_seconds): a request's callbacks wait as long behind whatever
+    holds the loop (a long callback, or the process waiting for a CPU)."""
+    lag = metrics.EVENT_LOOP_LAG.labels(service)
+
+    async def watch(stop: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            due = loop.time() + every
+            await asyncio.sleep(every)
+            lag.observe(max(0.0, loop.time() - due))
+
+    return watch

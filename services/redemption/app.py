@@ -13,6 +13,7 @@ from schemas.topics import Topic
 from services.common import heap
 from services.common.http import create_app
 from services.common.kafka import partition_count
+from services.common.observability import loop_lag_watch
 from services.common.outbox_aiokafka import AioKafkaOutboxRelay
 from services.common.runtime import Runtime
 from services.common.settings import KafkaSettings
@@ -50,6 +51,7 @@ async def start() -> Runtime:
         partition_count, rt.kafka.bootstrap_servers, rt.topic(Topic.REDEMPTIONS)
     )
     rt.consume("redemption-projection", [Topic.ISSUER], projection.apply)
+    rt.spawn(loop_lag_watch(accept.SERVICE))  # what a request waits behind, on the hot path's loop
     if settings.window_period == "monthly":
         rt.spawn(partial(monthly_windows, rt, every_seconds=settings.window_check_seconds))
     heap.freeze_startup_heap()

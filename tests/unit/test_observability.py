@@ -1,10 +1,14 @@
-"""Request metrics are labelled by route template, so ids in paths do not explode the series."""
+"""Request metrics are labelled by route template, so ids in paths do not explode the series; the
+event loop's lag is timed."""
+
+import asyncio
+import time
 
 import httpx
 from fastapi import FastAPI
-from prometheus_client import generate_latest
+from prometheus_client import REGISTRY, generate_latest
 
-from services.common.observability import install_request_metrics, probes_router
+from services.common.observability import install_request_metrics, loop_lag_watch, probes_router
 
 
 async def test_requests_are_counted_per_route_template_and_status() -> None:
@@ -28,3 +32,23 @@ async def test_requests_are_counted_per_route_template_and_status() -> None:
         in text
     )
     assert 'route="unmatched",service="unit-test",status="404"' in text
+
+
+async def test_loop_lag_watch_records_how_long_a_callback_held_the_loop() -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop_lag_watch("lag-test", every=0.005)(stop))
+    await asyncio.sleep(0.02)
+    time.sleep(0.06)  # a callback holding the loop for 60 ms
+    await asyncio.sleep(0.02)
+    stop.set()
+    await task
+
+    def sample(suffix: str, **labels: str) -> float:
+        value = REGISTRY.get_sample_value(
+            f"passclear_event_loop_lag_seconds{suffix}", {"service": "lag-test", **labels}
+        )
+        return value or 0.0
+
+    assert sample("_count") >= 3
+    assert sample("_sum") >= 0.05
+    assert sample("_count") - sample("_bucket", le="0.05") >= 1  # the timer the callback held up
