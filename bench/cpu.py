@@ -150,7 +150,10 @@ def describe_machine(spent: MachineTimes) -> str:
     )
 
 
-def reference_loop_seconds(additions: int = 5_000_000) -> float:
+REFERENCE_ADDITIONS = 5_000_000
+
+
+def reference_loop_seconds(additions: int = REFERENCE_ADDITIONS) -> float:
     """Seconds this machine takes for a fixed pure-Python loop, to compare hosts between runs (a
     run's figures move with the host's speed; the same-run /health baseline is the ratio's)."""
     started = time.perf_counter()

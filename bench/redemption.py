@@ -44,7 +44,14 @@ import asyncpg
 
 from bench import open_loop, service_metrics, stalls
 from bench.common import env_float, fresh_database, infra, result_line, settle, topic_prefix
-from bench.cpu import CpuMeter, MachineTimes, describe, describe_machine, reference_loop_seconds
+from bench.cpu import (
+    REFERENCE_ADDITIONS,
+    CpuMeter,
+    MachineTimes,
+    describe,
+    describe_machine,
+    reference_loop_seconds,
+)
 from deploy.local import writeback
 from services.cli import scenario
 from services.cli.client import Api, wait_for
@@ -96,7 +103,7 @@ def main() -> None:
         )
         print(writeback.describe())
         print(
-            f"host speed: a pure-Python loop of 5,000,000 additions took {reference:.2f} s before the "
+            f"host speed: a pure-Python loop of {REFERENCE_ADDITIONS:,} additions took {reference:.2f} s before the "
             "stack started (the same on a host of the same speed; compare runs by it)"
         )
         codes, tokens = prepare(procs, passes)
