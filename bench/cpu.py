@@ -135,10 +135,19 @@ class MachineTimes:
             self.steal - start.steal,
         )
 
+    @property
+    def total(self) -> float:
+        return self.busy + self.idle + self.iowait + self.steal
+
+    @property
+    def stolen_share(self) -> float:
+        """The part of the machine's CPU time the hypervisor gave other guests (0 to 1)."""
+        return self.steal / self.total if self.total else 0.0
+
 
 def describe_machine(spent: MachineTimes) -> str:
     """A phase's machine-wide CPU time: busy, idle, waiting on I/O, stolen by the hypervisor."""
-    total = spent.busy + spent.idle + spent.iowait + spent.steal
+    total = spent.total
 
     def share(seconds: float) -> str:
         return f"{100 * seconds / total:.0f} %" if total else "n/a"

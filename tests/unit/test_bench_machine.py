@@ -17,6 +17,11 @@ def test_describe_machine_gives_shares_of_the_whole() -> None:
     assert "stolen by the host 12.0 s (10 %)" in text
 
 
+def test_stolen_share_is_steal_over_all_the_machine_s_time() -> None:
+    assert MachineTimes(busy=90.0, idle=18.0, iowait=0.0, steal=12.0).stolen_share == 0.1
+    assert MachineTimes(busy=0.0, idle=0.0, iowait=0.0, steal=0.0).stolen_share == 0.0
+
+
 def test_machine_times_read_from_this_machine_grow() -> None:
     first = MachineTimes.read()
     sum(range(200_000))
