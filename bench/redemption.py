@@ -153,7 +153,8 @@ def main() -> None:
         sampler = stalls.Sampler().start()
         meter.start()
         machine_before = MachineTimes.read()
-        inside_before = service_metrics.read_histograms(base, service_metrics.REDEMPTION_WORKER)
+        workers = procs.workers["redemption"]
+        inside_before = worker_histograms(base, workers)
         run = open_loop.attack(
             requests,
             base,
@@ -165,9 +166,7 @@ def main() -> None:
         )
         used = meter.stop()
         spent = MachineTimes.read().since(machine_before)
-        inside = service_metrics.phase(
-            inside_before, service_metrics.read_histograms(base, service_metrics.REDEMPTION_WORKER)
-        )
+        inside = service_metrics.phase(inside_before, worker_histograms(base, workers))
         machine = sampler.stop()
         pg_after = stalls.postgres_counters(database_url)
         accepted = accepted_count(database_url) - before
@@ -185,7 +184,12 @@ def main() -> None:
         print(f"CPU during the open loop, per accepted redemption: {describe(used, run.count(201))}")
         print(f"the machine during the open loop: {describe_machine(spent)}")
         print(
-            f"the redemption worker during the open loop: {service_metrics.describe_redemption_worker(inside)}"
+            "the redemption worker during the open loop: "
+            + (
+                service_metrics.describe_redemption_worker(inside)
+                if workers == 1
+                else f"not shown with {workers} workers (each keeps its own /metrics)"
+            )
         )
         worst = stalls.worst_seconds(run.p99_by_second, machine, run.started, over_ms=TARGET_P99_MS)
         print(
@@ -264,6 +268,12 @@ def cpu_meter(procs: ServiceProcesses, database_url: str) -> CpuMeter:
         {database: "postgres (this database)", "postgres:": "postgres (shared: other databases, background)"},
         reaped={os.getpid(): "load generator"},
     )
+
+
+def worker_histograms(base: str, workers: int) -> dict[str, service_metrics.Buckets]:
+    """The redemption worker's own histograms; none with several workers, as each keeps its own
+    /metrics and a read reaches whichever one accepts the connection."""
+    return service_metrics.read_histograms(base, service_metrics.REDEMPTION_WORKER) if workers == 1 else {}
 
 
 def redemption_requests(codes: list[str], tokens: list[str]) -> Iterator[open_loop.Request]:
