@@ -15,9 +15,9 @@ class RedemptionSettings(BaseSettings):
     # redemptions/s the relay ran ~37 batches of ~80 events a second, each a read, a produce
     # request per partition and a commit, and clearing took as many small fetches; events reach
     # Kafka up to this much later (a backlog is still read without pause). Not longer: at 0.25 s
-    # (P1, two runs each, alternated) Kafka and clearing took 0.065 and 0.058 ms of CPU a
-    # redemption against 0.096 and 0.086, but the p99 rose, 60.8 and 37.0 ms against 49.8 and
-    # 27.1: each relay batch, five times bigger, holds the worker's event loop longer (its lag over
+    # (P1, two runs each, alternated) Kafka and clearing together took 0.065 and 0.058 ms of CPU
+    # a redemption (one figure a run) against 0.096 and 0.086, but the p99 rose, 60.8 and 37.0 ms
+    # against 49.8 and 27.1: each relay batch, five times bigger, holds the worker's event loop longer (its lag over
     # 10 ms 1.3 and 0.3 % of the time, against 0.6 and 0.1 %).
     relay_linger_seconds: float = 0.05
     # How long a redemption without an Idempotency-Key may wait for others to share its statement
